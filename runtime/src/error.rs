@@ -1,0 +1,392 @@
+//! The runtime's one error type. Every variant names what was wrong and what was expected.
+//!
+//! Each variant has a stable numeric [`Error::code`], which the C ABI maps to its status values:
+//!
+//! | range | group |
+//! |---|---|
+//! | 100–199 | the bundle: folder, manifest, files, graph signatures |
+//! | 200–299 | ONNX Runtime: finding and loading the library, providers, sessions, runs |
+//! | 300–399 | the caller's input: options, shapes, values, profiles |
+//! | 900–999 | internal failures |
+//!
+//! Codes are never reused or renumbered; a new variant gets a new number.
+
+use std::path::PathBuf;
+
+use crate::options::ExecutionProvider;
+use crate::ort_env::SearchedLocation;
+
+/// Result alias used throughout the runtime.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong when loading or running a bundle.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The bundle folder does not exist.
+    #[error("bundle folder {path} does not exist (expected a folder holding manifest.json)")]
+    BundleNotFound {
+        /// The folder that was asked for.
+        path: PathBuf,
+    },
+    /// A file could not be read or written.
+    #[error("cannot access {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// `manifest.json` is not valid JSON or does not match the schema.
+    #[error("cannot parse manifest {path}: {message}")]
+    ManifestParse {
+        /// The manifest file.
+        path: PathBuf,
+        /// The parser's message (field and position).
+        message: String,
+    },
+    /// The bundle was written in a format version this runtime does not read.
+    #[error("unsupported bundle format_version {found}: this runtime reads version {supported}")]
+    UnsupportedFormatVersion {
+        /// The version found in the manifest.
+        found: String,
+        /// The version this runtime reads.
+        supported: u32,
+    },
+    /// A manifest field is inconsistent.
+    #[error("invalid manifest field `{field}`: expected {expected}, found {found}")]
+    InvalidManifest {
+        /// The field.
+        field: String,
+        /// What it should be.
+        expected: String,
+        /// What it is.
+        found: String,
+    },
+    /// A file listed in the manifest is missing.
+    #[error("bundle file {path} is missing (listed in manifest.json)")]
+    MissingFile {
+        /// The missing file.
+        path: PathBuf,
+    },
+    /// A bundle file does not match its recorded SHA-256.
+    #[error("bundle file {path} is corrupt: sha256 {actual}, manifest expects {expected}")]
+    HashMismatch {
+        /// The file.
+        path: PathBuf,
+        /// The manifest's hash.
+        expected: String,
+        /// The file's actual hash.
+        actual: String,
+    },
+    /// An ONNX graph's inputs or outputs do not match what the manifest says it must have.
+    #[error("graph {graph} does not match the manifest: tensor `{tensor}`: expected {expected}, found {found}")]
+    GraphSignature {
+        /// The graph file, e.g. `encoder.onnx`.
+        graph: String,
+        /// The input or output name.
+        tensor: String,
+        /// What the manifest requires.
+        expected: String,
+        /// What the graph declares.
+        found: String,
+    },
+
+    /// No ONNX Runtime library was found in any of the places searched.
+    #[error(
+        "ONNX Runtime library not found; searched:\n{}\nfetch it with `scripts/fetch-onnxruntime.sh` (or `make ort`), \
+         or set ORT_DYLIB_PATH to a libonnxruntime.so of version 1.{required_minor} or newer",
+        list_searched(.searched)
+    )]
+    OrtNotFound {
+        /// Every location that was tried, in order.
+        searched: Vec<SearchedLocation>,
+        /// The lowest ONNX Runtime minor version this build accepts.
+        required_minor: u32,
+    },
+    /// The file exists but cannot be loaded as a shared library (not a library, wrong architecture, missing
+    /// dependencies).
+    #[error("cannot load {path} as a shared library: {message}")]
+    OrtLoad {
+        /// The file.
+        path: PathBuf,
+        /// The dynamic loader's message.
+        message: String,
+    },
+    /// The shared library loads but is not ONNX Runtime (it has no usable `OrtGetApiBase`).
+    #[error("{path} is not an ONNX Runtime library: {message}")]
+    OrtNotOnnxRuntime {
+        /// The library.
+        path: PathBuf,
+        /// What was wrong with it.
+        message: String,
+    },
+    /// The ONNX Runtime library is older than this build of the runtime needs.
+    #[error(
+        "ONNX Runtime at {path} is version {found}, but steer-runtime needs 1.{required_minor} or newer; \
+         fetch a suitable one with `scripts/fetch-onnxruntime.sh`"
+    )]
+    OrtVersion {
+        /// The library.
+        path: PathBuf,
+        /// The version it reports.
+        found: String,
+        /// The lowest minor version accepted.
+        required_minor: u32,
+    },
+    /// ONNX Runtime is process-global and was already loaded from another file.
+    #[error(
+        "ONNX Runtime is already loaded from {loaded} in this process; it cannot also be loaded from {requested} \
+         (a process can hold one ONNX Runtime library)"
+    )]
+    OrtAlreadyLoaded {
+        /// The library in use.
+        loaded: PathBuf,
+        /// The library that was asked for.
+        requested: PathBuf,
+    },
+    /// Creating the process-wide ONNX Runtime environment failed.
+    #[error("cannot create the ONNX Runtime environment: {message}")]
+    OrtEnvironment {
+        /// ONNX Runtime's message.
+        message: String,
+    },
+    /// ONNX Runtime could not create a session for a graph (invalid or unsupported ONNX file).
+    #[error("ONNX Runtime cannot load graph {graph}: {message}")]
+    Session {
+        /// The graph file.
+        graph: String,
+        /// ONNX Runtime's message.
+        message: String,
+    },
+    /// A requested execution provider cannot be used and CPU fallback was not allowed.
+    #[error(
+        "execution provider {provider} is not available: {reason} \
+         (allow CPU fallback in LoadOptions to continue without it)"
+    )]
+    ProviderUnavailable {
+        /// The provider that was requested.
+        provider: ExecutionProvider,
+        /// Why it cannot be used.
+        reason: String,
+    },
+    /// ONNX Runtime failed while running a graph.
+    #[error("running graph {graph} failed: {message}")]
+    Inference {
+        /// The graph file.
+        graph: String,
+        /// ONNX Runtime's message.
+        message: String,
+    },
+    /// A graph returned an output that does not have the declared type or shape.
+    #[error("graph {graph} returned an unexpected `{tensor}`: expected {expected}, found {found}")]
+    UnexpectedOutput {
+        /// The graph file.
+        graph: String,
+        /// The output name.
+        tensor: String,
+        /// What was expected.
+        expected: String,
+        /// What came back.
+        found: String,
+    },
+
+    /// A [`LoadOptions`](crate::LoadOptions) value is invalid.
+    #[error("invalid load option `{option}`: expected {expected}, found {found}")]
+    InvalidOptions {
+        /// The option.
+        option: String,
+        /// What it should be.
+        expected: String,
+        /// What it is.
+        found: String,
+    },
+    /// An input array has the wrong shape.
+    #[error("input `{input}` has shape {found}, expected {expected}")]
+    ShapeMismatch {
+        /// The input, e.g. `options` or `contexts[2].chosen`.
+        input: String,
+        /// The expected shape; named axes (`k`, `n`, `batch`) may have any size.
+        expected: String,
+        /// The shape that was passed.
+        found: String,
+    },
+    /// An input holds NaN or an infinity.
+    #[error("input `{input}` holds the non-finite value {value} at index {index:?}; all values must be finite")]
+    NonFinite {
+        /// The input.
+        input: String,
+        /// The index of the first non-finite value.
+        index: Vec<usize>,
+        /// The value found there.
+        value: f32,
+    },
+    /// An input is empty where at least one element is needed.
+    #[error("input `{input}` is empty: expected {expected}")]
+    EmptyInput {
+        /// The input.
+        input: String,
+        /// What is needed.
+        expected: String,
+    },
+    /// A mask value is neither 0 nor 1.
+    #[error("input `mask` holds {value} at index {index:?}; mask values must be 0.0 (padding) or 1.0 (a real pair)")]
+    InvalidMask {
+        /// The index of the first invalid value.
+        index: Vec<usize>,
+        /// The value found there.
+        value: f32,
+    },
+    /// A profile does not have the model's latent size.
+    #[error("profile has {found} values, but this model's profiles have latent_dim = {expected}")]
+    ProfileLength {
+        /// The model's `latent_dim`.
+        expected: usize,
+        /// The profile's length.
+        found: usize,
+    },
+
+    /// A session's lock was poisoned: another thread panicked while it was running the graph.
+    #[error("a session of graph {graph} is unusable: another thread panicked while running it")]
+    Poisoned {
+        /// The graph file.
+        graph: String,
+    },
+}
+
+impl Error {
+    /// The stable numeric code of this error; the C ABI maps these to its status values.
+    ///
+    /// The numbers are part of the public contract: they never change and are never reused.
+    pub fn code(&self) -> i32 {
+        match self {
+            Error::BundleNotFound { .. } => 100,
+            Error::Io { .. } => 101,
+            Error::ManifestParse { .. } => 102,
+            Error::UnsupportedFormatVersion { .. } => 103,
+            Error::InvalidManifest { .. } => 104,
+            Error::MissingFile { .. } => 105,
+            Error::HashMismatch { .. } => 106,
+            Error::GraphSignature { .. } => 107,
+            Error::OrtNotFound { .. } => 200,
+            Error::OrtLoad { .. } => 201,
+            Error::OrtNotOnnxRuntime { .. } => 202,
+            Error::OrtVersion { .. } => 203,
+            Error::OrtAlreadyLoaded { .. } => 204,
+            Error::OrtEnvironment { .. } => 205,
+            Error::Session { .. } => 206,
+            Error::ProviderUnavailable { .. } => 207,
+            Error::Inference { .. } => 208,
+            Error::UnexpectedOutput { .. } => 209,
+            Error::InvalidOptions { .. } => 300,
+            Error::ShapeMismatch { .. } => 301,
+            Error::NonFinite { .. } => 302,
+            Error::EmptyInput { .. } => 303,
+            Error::InvalidMask { .. } => 304,
+            Error::ProfileLength { .. } => 305,
+            Error::Poisoned { .. } => 900,
+        }
+    }
+}
+
+/// Formats the searched locations one per line for [`Error::OrtNotFound`].
+fn list_searched(searched: &[SearchedLocation]) -> String {
+    searched.iter().map(|location| format!("  - {location}")).collect::<Vec<_>>().join("\n")
+}
+
+// Errors cross threads and end up in `anyhow` and the C ABI's thread-local message.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync + 'static>() {}
+    assert_send_sync::<Error>();
+};
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+    use crate::ort_env::LibrarySource;
+
+    fn one_of_each() -> Vec<Error> {
+        let path = PathBuf::from("x");
+        let s = || String::from("s");
+        vec![
+            Error::BundleNotFound { path: path.clone() },
+            Error::Io { path: path.clone(), source: std::io::Error::other("e") },
+            Error::ManifestParse { path: path.clone(), message: s() },
+            Error::UnsupportedFormatVersion { found: s(), supported: 1 },
+            Error::InvalidManifest { field: s(), expected: s(), found: s() },
+            Error::MissingFile { path: path.clone() },
+            Error::HashMismatch { path: path.clone(), expected: s(), actual: s() },
+            Error::GraphSignature { graph: s(), tensor: s(), expected: s(), found: s() },
+            Error::OrtNotFound {
+                searched: vec![SearchedLocation { path: path.clone(), source: LibrarySource::Workspace }],
+                required_minor: 31,
+            },
+            Error::OrtLoad { path: path.clone(), message: s() },
+            Error::OrtNotOnnxRuntime { path: path.clone(), message: s() },
+            Error::OrtVersion { path: path.clone(), found: s(), required_minor: 31 },
+            Error::OrtAlreadyLoaded { loaded: path.clone(), requested: path.clone() },
+            Error::OrtEnvironment { message: s() },
+            Error::Session { graph: s(), message: s() },
+            Error::ProviderUnavailable { provider: ExecutionProvider::Cuda { device_id: 0 }, reason: s() },
+            Error::Inference { graph: s(), message: s() },
+            Error::UnexpectedOutput { graph: s(), tensor: s(), expected: s(), found: s() },
+            Error::InvalidOptions { option: s(), expected: s(), found: s() },
+            Error::ShapeMismatch { input: s(), expected: s(), found: s() },
+            Error::NonFinite { input: s(), index: vec![0], value: f32::NAN },
+            Error::EmptyInput { input: s(), expected: s() },
+            Error::InvalidMask { index: vec![0], value: 0.5 },
+            Error::ProfileLength { expected: 2, found: 1 },
+            Error::Poisoned { graph: s() },
+        ]
+    }
+
+    #[test]
+    fn codes_are_unique_and_grouped() {
+        let errors = one_of_each();
+        let codes: HashSet<i32> = errors.iter().map(Error::code).collect();
+        assert_eq!(codes.len(), errors.len(), "a code is used twice");
+        for err in &errors {
+            let group = match err {
+                Error::BundleNotFound { .. }
+                | Error::Io { .. }
+                | Error::ManifestParse { .. }
+                | Error::UnsupportedFormatVersion { .. }
+                | Error::InvalidManifest { .. }
+                | Error::MissingFile { .. }
+                | Error::HashMismatch { .. }
+                | Error::GraphSignature { .. } => 100..200,
+                Error::InvalidOptions { .. }
+                | Error::ShapeMismatch { .. }
+                | Error::NonFinite { .. }
+                | Error::EmptyInput { .. }
+                | Error::InvalidMask { .. }
+                | Error::ProfileLength { .. } => 300..400,
+                Error::Poisoned { .. } => 900..1000,
+                _ => 200..300,
+            };
+            assert!(group.contains(&err.code()), "{err:?} has code {}", err.code());
+            assert!(!err.to_string().is_empty());
+        }
+    }
+
+    #[test]
+    fn not_found_lists_each_location_on_its_own_line() {
+        let err = Error::OrtNotFound {
+            searched: vec![
+                SearchedLocation { path: "/a/libonnxruntime.so".into(), source: LibrarySource::CurrentDir },
+                SearchedLocation { path: "/b/libonnxruntime.so".into(), source: LibrarySource::Workspace },
+            ],
+            required_minor: 31,
+        };
+        assert_eq!(
+            err.to_string(),
+            "ONNX Runtime library not found; searched:\n  \
+             - /a/libonnxruntime.so (project cache above the current directory)\n  \
+             - /b/libonnxruntime.so (workspace cache)\n\
+             fetch it with `scripts/fetch-onnxruntime.sh` (or `make ort`), \
+             or set ORT_DYLIB_PATH to a libonnxruntime.so of version 1.31 or newer"
+        );
+    }
+}

@@ -1,0 +1,390 @@
+//! [`Model`]: a loaded bundle and the calls that run it.
+
+use std::path::Path;
+
+use ndarray::{Array2, Array3, ArrayView1, ArrayView2, ArrayView3, Axis as NdAxis, Dimension, Ix2, concatenate, stack};
+use ort::environment::Environment;
+use ort::session::{Session, SessionOutputs};
+use ort::value::TensorRef;
+
+use crate::error::{Error, Result};
+use crate::graph::GraphSpec;
+use crate::input::{Axis, check_context, check_finite, check_mask, check_not_empty, check_shape, pack_contexts};
+use crate::manifest::{Dims, Manifest, ModelKind, io};
+use crate::options::{ExecutionProvider, LoadOptions};
+use crate::ort_env;
+use crate::pool::SessionPool;
+use crate::preference::{Reward, preference_probability};
+use crate::profile::{Context, Profile};
+use crate::providers::{self, ProviderFallback, ProviderPlan};
+use crate::scores::{BatchScores, Scores};
+
+/// A loaded, validated bundle, ready to infer profiles and score options.
+///
+/// `Model` is `Send + Sync`: share it across threads (e.g. in an `Arc`). Each graph has a pool of ONNX Runtime
+/// sessions ([`LoadOptions::session_pool_size`]); a call takes an idle session or waits for one, so up to
+/// pool-size calls run at once.
+///
+/// Every call checks its inputs first (shapes, finite values, mask values, profile length) and runs its graph once.
+#[derive(Debug)]
+pub struct Model {
+    manifest: Manifest,
+    encoder: Option<SessionPool>,
+    reward: SessionPool,
+    providers: Vec<ExecutionProvider>,
+    fallbacks: Vec<ProviderFallback>,
+}
+
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Model>();
+};
+
+impl Model {
+    /// Loads the bundle in `dir`: checks the manifest and every file's hash, loads ONNX Runtime if needed, creates
+    /// the sessions and checks each graph's inputs and outputs against the manifest. Any failure returns an error
+    /// and keeps nothing.
+    ///
+    /// ```no_run
+    /// use steer_runtime::{LoadOptions, Model};
+    ///
+    /// let model = Model::load("out/bundle", &LoadOptions::default())?;
+    /// println!("{} model, d = {}", model.kind(), model.dims().embedding_dim);
+    /// # Ok::<(), steer_runtime::Error>(())
+    /// ```
+    pub fn load(dir: impl AsRef<Path>, options: &LoadOptions) -> Result<Model> {
+        let dir = dir.as_ref();
+        options.validate()?;
+        let manifest = Manifest::load_and_verify(dir)?;
+        let env = ort_env::environment(options)?;
+        let plan = providers::resolve(&env, options)?;
+        let (kind, dims) = (manifest.model_kind, manifest.dims);
+        let encoder = match &manifest.graphs.encoder {
+            Some(file) => Some(load_pool(&env, dir, file, &GraphSpec::encoder(dims), &plan, options)?),
+            None => None,
+        };
+        let reward = load_pool(&env, dir, &manifest.graphs.reward, &GraphSpec::reward(kind, dims), &plan, options)?;
+        Ok(Model { manifest, encoder, reward, providers: plan.active, fallbacks: plan.fallbacks })
+    }
+
+    /// The bundle's manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Which model the bundle holds.
+    pub fn kind(&self) -> ModelKind {
+        self.manifest.model_kind
+    }
+
+    /// The embedding and latent sizes.
+    pub fn dims(&self) -> Dims {
+        self.manifest.dims
+    }
+
+    /// The providers the sessions run on, highest priority first; always ends with CPU, which runs whatever an
+    /// accelerator cannot.
+    pub fn execution_providers(&self) -> &[ExecutionProvider] {
+        &self.providers
+    }
+
+    /// Requested providers that could not be used and were skipped (only with
+    /// [`LoadOptions::allow_cpu_fallback`]); empty when everything requested is active.
+    pub fn provider_fallbacks(&self) -> &[ProviderFallback] {
+        &self.fallbacks
+    }
+
+    /// Infers a user's profile from `k` preference pairs: `chosen` and `rejected` are `[k, d]`. With `k = 0` the
+    /// profile is the population prior the model learned. Unconditioned models return the empty profile without
+    /// running anything.
+    pub fn infer_profile(&self, chosen: ArrayView2<'_, f32>, rejected: ArrayView2<'_, f32>) -> Result<Profile> {
+        let context = Context::new(chosen, rejected);
+        check_context("", &context, self.dims().embedding_dim)?;
+        let z = self.encode(&[context])?;
+        Ok(Profile::from_encoder(z.into_iter().collect()))
+    }
+
+    /// Infers one profile per user, each from its own context (`k` may differ per user). Returns
+    /// `[users, latent_dim]`; row `b` is user `b`'s profile. All users run in one batch.
+    pub fn infer_profiles(&self, contexts: &[Context<'_>]) -> Result<Array2<f32>> {
+        check_not_empty("contexts", contexts.len(), "at least one context")?;
+        for (i, context) in contexts.iter().enumerate() {
+            check_context(&format!("contexts[{i}]."), context, self.dims().embedding_dim)?;
+        }
+        self.encode(contexts)
+    }
+
+    /// Infers profiles from already padded input: `context` `[batch, K, 2d]` with rows `[chosen ‖ rejected]`, and
+    /// `mask` `[batch, K]` with 1.0 for a real pair and 0.0 for padding. Returns `[batch, latent_dim]`.
+    ///
+    /// `K = 0` is allowed and gives the population prior. It is sent to the graph as one padding row (mask 0), which
+    /// the encoder masks out exactly as it does for any all-padding row of a batch: ONNX Runtime's CPU provider
+    /// handles a zero-sized axis, but accelerators such as TensorRT do not reliably, so the runtime never sends one.
+    pub fn infer_profiles_padded(
+        &self,
+        context: ArrayView3<'_, f32>,
+        mask: ArrayView2<'_, f32>,
+    ) -> Result<Array2<f32>> {
+        let d = self.dims().embedding_dim;
+        check_shape(io::CONTEXT, &context, &[Axis::Any("batch"), Axis::Any("k"), Axis::Is(2 * d)])?;
+        let (batch, k, _) = context.dim();
+        check_not_empty(io::CONTEXT, batch, "batch >= 1")?;
+        check_shape(io::MASK, &mask, &[Axis::Is(batch), Axis::Is(k)])?;
+        check_finite(io::CONTEXT, &context)?;
+        check_mask(&mask)?;
+        match &self.encoder {
+            None => Ok(Array2::zeros((batch, 0))),
+            Some(pool) if k == 0 => run_encoder(
+                pool,
+                self.dims(),
+                Array3::zeros((batch, 1, 2 * d)).view(),
+                Array2::zeros((batch, 1)).view(),
+            ),
+            Some(pool) => run_encoder(pool, self.dims(), context, mask),
+        }
+    }
+
+    /// Scores `n` options, `[n, d]`, for a user's profile. One reward per option (plus a std for DPL).
+    pub fn score(&self, profile: &Profile, options: ArrayView2<'_, f32>) -> Result<Scores> {
+        let d = self.dims().embedding_dim;
+        self.check_profile(profile)?;
+        check_shape(io::OPTIONS, &options, &[Axis::Any("n"), Axis::Is(d)])?;
+        check_not_empty(io::OPTIONS, options.nrows(), "at least one option")?;
+        check_finite(io::OPTIONS, &options)?;
+        let z = self.profile_view(profile);
+        self.run_reward(z, options.insert_axis(NdAxis(0)), |reward, std| Scores {
+            reward: reward.iter().copied().collect(),
+            std: std.map(|std| std.iter().copied().collect()),
+        })
+    }
+
+    /// Scores a batch: `z` `[batch, latent_dim]` (one profile per row; `[batch, 0]` for unconditioned models) and
+    /// `options` `[batch, n, d]`. Returns `[batch, n]` rewards (and stds for DPL).
+    pub fn score_batch(&self, z: ArrayView2<'_, f32>, options: ArrayView3<'_, f32>) -> Result<BatchScores> {
+        self.check_batch(z, &[(io::OPTIONS, &options)])?;
+        self.run_reward(self.conditioning(z), options, |reward, std| BatchScores {
+            reward: reward.to_owned(),
+            std: std.map(|std| std.to_owned()),
+        })
+    }
+
+    /// The probability that the user with this profile prefers option `a` over option `b` (both `[d]`); see
+    /// [`preference_probability`] for the formula per model kind.
+    pub fn preference(&self, profile: &Profile, a: ArrayView1<'_, f32>, b: ArrayView1<'_, f32>) -> Result<f32> {
+        let d = self.dims().embedding_dim;
+        self.check_profile(profile)?;
+        for (name, option) in [("a", &a), ("b", &b)] {
+            check_shape(name, option, &[Axis::Is(d)])?;
+            check_finite(name, option)?;
+        }
+        let options = stack(NdAxis(0), &[a, b]).map_err(|e| shape_error("a, b", e))?;
+        let kind = self.kind();
+        let z = self.profile_view(profile);
+        self.run_reward(z, options.view().insert_axis(NdAxis(0)), |reward, std| {
+            preference_probability(kind, reward_at(&reward, &std, 0, 0), reward_at(&reward, &std, 0, 1))
+        })
+    }
+
+    /// Preference probabilities for a batch: `z` `[batch, latent_dim]`, and `a`, `b` `[batch, n, d]`. Entry
+    /// `[i, j]` is the probability that user `i` prefers `a[i, j]` over `b[i, j]`. Scores `a` and `b` in one run.
+    pub fn preference_batch(
+        &self,
+        z: ArrayView2<'_, f32>,
+        a: ArrayView3<'_, f32>,
+        b: ArrayView3<'_, f32>,
+    ) -> Result<Array2<f32>> {
+        self.check_batch(z, &[("a", &a), ("b", &b)])?;
+        let (batch, n, _) = a.dim();
+        let options = concatenate(NdAxis(1), &[a, b]).map_err(|e| shape_error("a, b", e))?;
+        let kind = self.kind();
+        self.run_reward(self.conditioning(z), options.view(), |reward, std| {
+            Array2::from_shape_fn((batch, n), |(i, j)| {
+                preference_probability(kind, reward_at(&reward, &std, i, j), reward_at(&reward, &std, i, n + j))
+            })
+        })
+    }
+
+    /// Encodes checked contexts; unconditioned models give `[users, 0]` without running anything.
+    fn encode(&self, contexts: &[Context<'_>]) -> Result<Array2<f32>> {
+        match &self.encoder {
+            None => Ok(Array2::zeros((contexts.len(), 0))),
+            Some(pool) => {
+                let (context, mask) = pack_contexts(contexts, self.dims().embedding_dim);
+                run_encoder(pool, self.dims(), context.view(), mask.view())
+            }
+        }
+    }
+
+    fn check_profile(&self, profile: &Profile) -> Result<()> {
+        let expected = self.dims().latent_dim;
+        if profile.latent_dim() == expected {
+            Ok(())
+        } else {
+            Err(Error::ProfileLength { expected, found: profile.latent_dim() })
+        }
+    }
+
+    /// The profile as a `[1, latent_dim]` view, for conditioned models.
+    fn profile_view<'p>(&self, profile: &'p Profile) -> Option<ArrayView2<'p, f32>> {
+        self.conditioning(ArrayView1::from(profile.as_slice()).insert_axis(NdAxis(0)))
+    }
+
+    /// `z` if the reward graph takes it.
+    fn conditioning<'z>(&self, z: ArrayView2<'z, f32>) -> Option<ArrayView2<'z, f32>> {
+        self.kind().is_conditioned().then_some(z)
+    }
+
+    /// Checks batched inputs: each option array is `[batch, n, d]` with the same batch and n, non-empty, finite;
+    /// `z` is `[batch, latent_dim]` and finite.
+    fn check_batch(&self, z: ArrayView2<'_, f32>, options: &[(&str, &ArrayView3<'_, f32>)]) -> Result<()> {
+        let Dims { embedding_dim: d, latent_dim } = self.dims();
+        let mut expected = [Axis::Any("batch"), Axis::Any("n"), Axis::Is(d)];
+        for (name, array) in options {
+            check_shape(name, array, &expected)?;
+            let (batch, n, _) = array.dim();
+            check_not_empty(name, batch, "batch >= 1")?;
+            check_not_empty(name, n, "n >= 1 options per row")?;
+            expected = [Axis::Is(batch), Axis::Is(n), Axis::Is(d)];
+        }
+        let batch = options.first().map_or(0, |(_, array)| array.dim().0);
+        check_shape(io::Z, &z, &[Axis::Is(batch), Axis::Is(latent_dim)])?;
+        check_finite(io::Z, &z)?;
+        options.iter().try_for_each(|(name, array)| check_finite(name, array))
+    }
+
+    /// Runs the reward graph once on `options` `[batch, n, d]` (and `z`) and hands the `reward` and `reward_std`
+    /// outputs, `[batch, n]` views of ONNX Runtime's buffers, to `read`.
+    fn run_reward<R>(
+        &self,
+        z: Option<ArrayView2<'_, f32>>,
+        options: ArrayView3<'_, f32>,
+        read: impl FnOnce(ArrayView2<'_, f32>, Option<ArrayView2<'_, f32>>) -> R,
+    ) -> Result<R> {
+        let pool = &self.reward;
+        let (batch, n, _) = options.dim();
+        let options = options.as_standard_layout();
+        let z = z.as_ref().map(|z| z.as_standard_layout());
+        let dpl = self.kind() == ModelKind::Dpl;
+        pool.with_session(|session| {
+            let mut inputs = ort::inputs![io::OPTIONS => tensor(pool, &options)?];
+            if let Some(z) = &z {
+                inputs.push((io::Z.into(), tensor(pool, z)?.into()));
+            }
+            let outputs = run(pool, session, inputs)?;
+            let reward = output(pool, &outputs, io::REWARD, [batch, n])?;
+            let std = if dpl { Some(output(pool, &outputs, io::REWARD_STD, [batch, n])?) } else { None };
+            Ok(read(reward, std))
+        })
+    }
+}
+
+/// Creates a graph's session pool; the first session's signature is checked before the others are made.
+fn load_pool(
+    env: &Environment,
+    dir: &Path,
+    file: &str,
+    spec: &GraphSpec,
+    plan: &ProviderPlan,
+    options: &LoadOptions,
+) -> Result<SessionPool> {
+    let path = dir.join(file);
+    let mut sessions = Vec::with_capacity(options.session_pool_size);
+    for _ in 0..options.session_pool_size {
+        let session = create_session(env, &path, file, plan, options.intra_op_threads)?;
+        if sessions.is_empty() {
+            spec.check(file, &session)?;
+        }
+        sessions.push(session);
+    }
+    Ok(SessionPool::new(file.to_string(), sessions))
+}
+
+fn create_session(
+    env: &Environment,
+    path: &Path,
+    graph: &str,
+    plan: &ProviderPlan,
+    intra_op_threads: usize,
+) -> Result<Session> {
+    let fail = |message: String| Error::Session { graph: graph.to_string(), message };
+    let mut builder = Session::builder(env).map_err(|e| fail(e.to_string()))?;
+    if intra_op_threads > 0 {
+        builder = builder.with_intra_threads(intra_op_threads).map_err(|e| fail(e.to_string()))?;
+    }
+    if !plan.dispatches.is_empty() {
+        builder = builder.with_execution_providers(&plan.dispatches).map_err(|e| fail(e.to_string()))?;
+    }
+    builder.commit_from_file(path).map_err(|e| fail(e.to_string()))
+}
+
+/// Runs the encoder once and copies `z` `[batch, latent_dim]` out of ONNX Runtime's buffer.
+fn run_encoder(
+    pool: &SessionPool,
+    dims: Dims,
+    context: ArrayView3<'_, f32>,
+    mask: ArrayView2<'_, f32>,
+) -> Result<Array2<f32>> {
+    let batch = context.dim().0;
+    let context = context.as_standard_layout();
+    let mask = mask.as_standard_layout();
+    pool.with_session(|session| {
+        let inputs = ort::inputs![io::CONTEXT => tensor(pool, &context)?, io::MASK => tensor(pool, &mask)?];
+        let outputs = run(pool, session, inputs)?;
+        Ok(output(pool, &outputs, io::Z, [batch, dims.latent_dim])?.to_owned())
+    })
+}
+
+/// Borrows a contiguous array as an ONNX Runtime tensor (no copy).
+fn tensor<'a, D: Dimension + 'static>(
+    pool: &SessionPool,
+    array: &'a ndarray::CowArray<'_, f32, D>,
+) -> Result<TensorRef<'a, f32>> {
+    TensorRef::from_array_view(array)
+        .map_err(|e| Error::Inference { graph: pool.graph().to_string(), message: e.to_string() })
+}
+
+fn run<'s>(
+    pool: &SessionPool,
+    session: &'s mut Session,
+    inputs: Vec<(std::borrow::Cow<'_, str>, ort::session::SessionInputValue<'_>)>,
+) -> Result<SessionOutputs<'s>> {
+    session.run(inputs).map_err(|e| Error::Inference { graph: pool.graph().to_string(), message: e.to_string() })
+}
+
+/// Views a float32 output and checks its shape.
+fn output<'o>(
+    pool: &SessionPool,
+    outputs: &'o SessionOutputs<'_>,
+    name: &str,
+    shape: [usize; 2],
+) -> Result<ArrayView2<'o, f32>> {
+    let unexpected = |found: String| Error::UnexpectedOutput {
+        graph: pool.graph().to_string(),
+        tensor: name.to_string(),
+        expected: format!("f32 {shape:?}"),
+        found,
+    };
+    let value = outputs.get(name).ok_or_else(|| unexpected("no such output".into()))?;
+    let array = value.try_extract_array::<f32>().map_err(|e| unexpected(e.to_string()))?;
+    if array.shape() != shape {
+        return Err(unexpected(format!("f32 {:?}", array.shape())));
+    }
+    array.into_dimensionality::<Ix2>().map_err(|e| unexpected(e.to_string()))
+}
+
+/// The reward (and std) at `[i, j]`; shapes were checked, so a miss reads as NaN rather than panicking.
+fn reward_at(reward: &ArrayView2<'_, f32>, std: &Option<ArrayView2<'_, f32>>, i: usize, j: usize) -> Reward {
+    Reward {
+        mean: reward.get([i, j]).copied().unwrap_or(f32::NAN),
+        std: std.as_ref().map(|std| std.get([i, j]).copied().unwrap_or(f32::NAN)),
+    }
+}
+
+/// Joining already checked arrays cannot fail; if it did, say so as a shape error.
+fn shape_error(input: &str, err: ndarray::ShapeError) -> Error {
+    Error::ShapeMismatch {
+        input: input.to_string(),
+        expected: "arrays that can be joined".into(),
+        found: err.to_string(),
+    }
+}

@@ -1,0 +1,245 @@
+//! Evaluation of exported bundles through the runtime (ONNX Runtime), on held-out users.
+//!
+//! Every figure here comes from the bundle as a user would load it. For each k, the same seeded test
+//! users are given to every model, and only targets outside the user's context ("unseen") count.
+
+use std::collections::BTreeMap;
+
+use candle_core::{Device, Tensor};
+use ndarray::{Array2, Array3, ArrayView2, ArrayView3};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+use steer_runtime::Model;
+
+use crate::error::Result;
+use crate::model::RewardModel;
+use crate::sampler::{ContextSize, Sampler, TaskBatch};
+use crate::tasks::{Split, Task};
+
+/// The context sizes every report uses.
+pub const DEFAULT_KS: [usize; 5] = [0, 1, 3, 5, 10];
+/// Key for the figure over all user types.
+pub const ALL: &str = "all";
+
+/// How to evaluate.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EvalConfig {
+    /// Context sizes.
+    pub ks: Vec<usize>,
+    /// Held-out users per k.
+    pub n_tasks: usize,
+    /// Target pairs per user.
+    pub n_targets: usize,
+    /// Seed of the test users (shared by every model so they face the same users).
+    pub seed: u64,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig { ks: DEFAULT_KS.to_vec(), n_tasks: 2_000, n_targets: 20, seed: 1234 }
+    }
+}
+
+/// `{user type or "all": {k: value}}`.
+pub type ByTypeAndK = BTreeMap<String, BTreeMap<String, f64>>;
+
+/// One model's results.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ModelEval {
+    /// Accuracy on unseen targets, percent.
+    pub accuracy: ByTypeAndK,
+    /// Standard error of `accuracy` over users, percent.
+    pub stderr: ByTypeAndK,
+    /// Error (percent) on unseen targets where the user types disagree, i.e. how often the model
+    /// backs the wrong type: the user-identification error. Keyed by k.
+    pub conflict_error: BTreeMap<String, f64>,
+    /// candle vs ONNX Runtime over z and rewards on the evaluation inputs, when the candle model was
+    /// supplied.
+    pub parity: Option<Parity>,
+}
+
+/// How closely ONNX Runtime reproduces candle on the same inputs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Parity {
+    /// Largest |candle − ONNX Runtime| over z and rewards (and DPL's std).
+    pub max_abs_diff: f64,
+    /// The same, divided per output by max(1, largest |value| of that output): the normwise relative
+    /// error, absolute for outputs of magnitude up to 1. f32 keeps 24 bits, so two correct
+    /// implementations that sum in different orders agree to about 1e-7 of an output's scale; z sums
+    /// over the context and can reach magnitudes in the hundreds, where one f32 step exceeds 1e-5.
+    pub max_normwise_diff: f64,
+    /// Largest |candle − ONNX Runtime| of p(a ≻ b), the probability users consume.
+    pub max_probability_diff: f64,
+}
+
+impl Parity {
+    /// The worse of two measurements.
+    pub fn max(self, other: Parity) -> Parity {
+        Parity {
+            max_abs_diff: self.max_abs_diff.max(other.max_abs_diff),
+            max_normwise_diff: self.max_normwise_diff.max(other.max_normwise_diff),
+            max_probability_diff: self.max_probability_diff.max(other.max_probability_diff),
+        }
+    }
+}
+
+/// The held-out users for context size `k`, identical for every model.
+pub fn test_users(task: &Task, cfg: &EvalConfig, k: usize) -> Result<TaskBatch> {
+    let sampler = Sampler::new(task, cfg.n_targets)?;
+    let mut rng = StdRng::seed_from_u64(cfg.seed.wrapping_add(k as u64 * 7919));
+    sampler.sample(Split::Test, cfg.n_tasks, ContextSize::Fixed(k), &mut rng)
+}
+
+/// The batch's inputs as ndarray views for the runtime. A k = 0 batch is passed with a context axis
+/// of length 0.
+struct RuntimeInputs {
+    context: Array3<f32>,
+    mask: Array2<f32>,
+    option_a: Array3<f32>,
+    option_b: Array3<f32>,
+}
+
+fn runtime_inputs(batch: &TaskBatch) -> Result<RuntimeInputs> {
+    let (b, n, d) = (batch.batch, batch.n_targets, batch.dim);
+    let k = if batch.k.iter().all(|&k| k == 0) { 0 } else { batch.k_max };
+    let shape_err = |e: ndarray::ShapeError| crate::error::Error::Export(format!("batch layout: {e}"));
+    let (context, mask) = if k == 0 {
+        (Array3::zeros((b, 0, 2 * d)), Array2::zeros((b, 0)))
+    } else {
+        (
+            Array3::from_shape_vec((b, k, 2 * d), batch.context.clone()).map_err(shape_err)?,
+            Array2::from_shape_vec((b, k), batch.mask.clone()).map_err(shape_err)?,
+        )
+    };
+    Ok(RuntimeInputs {
+        context,
+        mask,
+        option_a: Array3::from_shape_vec((b, n, d), batch.option_a.clone()).map_err(shape_err)?,
+        option_b: Array3::from_shape_vec((b, n, d), batch.option_b.clone()).map_err(shape_err)?,
+    })
+}
+
+/// p(a ≻ b) for every target of `batch` through the runtime, `[B, N]`.
+pub fn runtime_preferences(model: &Model, batch: &TaskBatch) -> Result<Array2<f32>> {
+    let inputs = runtime_inputs(batch)?;
+    let z = model.infer_profiles_padded(inputs.context.view(), inputs.mask.view())?;
+    Ok(model.preference_batch(z.view(), inputs.option_a.view(), inputs.option_b.view())?)
+}
+
+/// Compares one output of candle with the runtime's.
+fn compare(candle: &Tensor, ort: ArrayView2<f32>) -> Result<Parity> {
+    let candle = candle.flatten_all()?.to_vec1::<f32>()?;
+    let scale = candle.iter().fold(1.0f64, |m, v| m.max(f64::from(v.abs())));
+    let max_abs_diff = candle.iter().zip(ort.iter()).map(|(a, b)| f64::from((a - b).abs())).fold(0.0, f64::max);
+    Ok(Parity { max_abs_diff, max_normwise_diff: max_abs_diff / scale, max_probability_diff: 0.0 })
+}
+
+/// candle vs runtime on `batch`: z, the rewards of both options of every target, and p(a ≻ b).
+pub fn parity(candle_model: &RewardModel, model: &Model, batch: &TaskBatch) -> Result<Parity> {
+    let inputs = runtime_inputs(batch)?;
+    let t = batch.tensors(&Device::Cpu)?;
+    let z = model.infer_profiles_padded(inputs.context.view(), inputs.mask.view())?;
+    let mut worst = Parity::default();
+    let candle_z = match candle_model {
+        RewardModel::NpBtl(m) => {
+            let candle_z = m.encoder.forward(&t.context, &t.mask)?;
+            worst = worst.max(compare(&candle_z, z.view())?);
+            Some(candle_z)
+        }
+        _ => None,
+    };
+    for (candle_options, ort_options) in [(&t.option_a, inputs.option_a.view()), (&t.option_b, inputs.option_b.view())]
+    {
+        let scores = model.score_batch(z.view(), ort_options)?;
+        let (reward, std) = match (candle_model, &candle_z) {
+            (RewardModel::NpBtl(m), Some(candle_z)) => (m.reward(candle_options, candle_z)?, None),
+            (RewardModel::Btl(m), _) => (candle_core::Module::forward(&m.reward, candle_options)?.squeeze(2)?, None),
+            (RewardModel::Dpl(m), _) => {
+                let (mean, std) = m.distribution(candle_options)?;
+                (mean, Some(std))
+            }
+            (RewardModel::NpBtl(_), None) => continue,
+        };
+        worst = worst.max(compare(&reward, scores.reward.view())?);
+        if let (Some(std), Some(ort_std)) = (std, &scores.std) {
+            worst = worst.max(compare(&std, ort_std.view())?);
+        }
+    }
+    let candle_p = candle_nn::ops::sigmoid(&candle_model.logits(&t)?)?;
+    let ort_p = model.preference_batch(z.view(), inputs.option_a.view(), inputs.option_b.view())?;
+    worst.max_probability_diff = compare(&candle_p, ort_p.view())?.max_abs_diff;
+    Ok(worst)
+}
+
+fn mean_and_stderr(values: &[f64]) -> (f64, f64) {
+    let n = values.len() as f64;
+    if values.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let mean = values.iter().sum::<f64>() / n;
+    let var = if values.len() > 1 { values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+    (mean, (var / n).sqrt())
+}
+
+/// Evaluates one bundle on `task`'s held-out users. When `candle_model` is given, also measures parity
+/// between it and the bundle on the same inputs.
+pub fn evaluate(model: &Model, task: &Task, cfg: &EvalConfig, candle_model: Option<&RewardModel>) -> Result<ModelEval> {
+    let types = task.spec.user_types();
+    let mut out = ModelEval::default();
+    for &k in &cfg.ks {
+        let batch = test_users(task, cfg, k)?;
+        let p = runtime_preferences(model, &batch)?;
+        let n = batch.n_targets;
+        let mut per_type: Vec<Vec<f64>> = vec![Vec::new(); types.len()];
+        let (mut conflict_total, mut conflict_wrong) = (0usize, 0.0f64);
+        for t in 0..batch.batch {
+            let mut correct = 0.0;
+            let mut unseen = 0usize;
+            for j in 0..n {
+                let i = t * n + j;
+                if batch.unseen[i] == 0.0 {
+                    continue;
+                }
+                let p_a = p[[t, j]];
+                // A coin flip at exactly 0.5 is right half the time.
+                let score = if p_a == 0.5 {
+                    0.5
+                } else if (p_a > 0.5) == (batch.label[i] == 1.0) {
+                    1.0
+                } else {
+                    0.0
+                };
+                correct += score;
+                unseen += 1;
+                let a = &batch.option_a[i * batch.dim..(i + 1) * batch.dim];
+                let b = &batch.option_b[i * batch.dim..(i + 1) * batch.dim];
+                let votes: Vec<bool> =
+                    (0..types.len()).map(|u| task.spec.reward(a, u) > task.spec.reward(b, u)).collect();
+                if votes.iter().any(|&v| v != votes[0]) {
+                    conflict_total += 1;
+                    conflict_wrong += 1.0 - score;
+                }
+            }
+            if unseen > 0 {
+                per_type[batch.user_type[t]].push(100.0 * correct / unseen as f64);
+            }
+        }
+        let key = k.to_string();
+        let all: Vec<f64> = per_type.iter().flatten().copied().collect();
+        let rows = types.iter().cloned().zip(per_type.iter()).chain(std::iter::once((ALL.to_string(), &all)));
+        for (name, values) in rows {
+            let (mean, se) = mean_and_stderr(values);
+            out.accuracy.entry(name.clone()).or_default().insert(key.clone(), mean);
+            out.stderr.entry(name).or_default().insert(key.clone(), se);
+        }
+        if conflict_total > 0 {
+            out.conflict_error.insert(key, 100.0 * conflict_wrong / conflict_total as f64);
+        }
+        if let Some(candle_model) = candle_model {
+            let measured = parity(candle_model, model, &batch)?;
+            out.parity = Some(out.parity.unwrap_or_default().max(measured));
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,206 @@
+//! `steer`: train, export and evaluate steerable reward models.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use steer_runtime::LoadOptions;
+use steer_trainer::eval::EvalConfig;
+use steer_trainer::report::Report;
+use steer_trainer::run::{ALL_KINDS, RunDir, RunRecord, evaluate_run, train_export_evaluate};
+use steer_trainer::tasks::TaskSpec;
+use steer_trainer::train::TrainConfig;
+
+#[derive(Parser)]
+#[command(
+    name = "steer",
+    version,
+    about = "Few-shot steerable reward models: train, export to ONNX, evaluate through ONNX Runtime"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TaskName {
+    /// The paper's 1-D task with two user types.
+    Synthetic1d,
+    /// Gaussian-ρ identifiability task (set --rho).
+    Gaussian,
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// Task to train on.
+    #[arg(long, value_enum, default_value = "synthetic1d")]
+    task: TaskName,
+    /// Correlation ρ for the Gaussian task.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    rho: f64,
+    /// NP-BTL optimizer steps.
+    #[arg(long)]
+    steps: Option<usize>,
+    /// BTL/DPL optimizer steps.
+    #[arg(long)]
+    baseline_steps: Option<usize>,
+    /// Hidden size H.
+    #[arg(long)]
+    hidden: Option<usize>,
+    /// Seed for data, weights and sampling.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Held-out users per k in the evaluation.
+    #[arg(long, default_value_t = 2000)]
+    eval_tasks: usize,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train NP-BTL, BTL and DPL, export each as a bundle, evaluate the bundles through ONNX Runtime,
+    /// and write OUT/report.json and OUT/accuracy.svg.
+    Train {
+        #[command(flatten)]
+        args: TrainArgs,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Re-evaluate the bundles of an earlier `steer train` folder through ONNX Runtime.
+    Eval {
+        /// The folder `steer train` wrote.
+        #[arg(long)]
+        run: PathBuf,
+        /// Held-out users per k.
+        #[arg(long)]
+        eval_tasks: Option<usize>,
+        /// Output folder for report.json and the plot.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Gaussian-ρ identifiability: train NP-BTL for each ρ and compare its error in identifying the
+    /// user type from one context pair with the Bayes error 1/4 + arcsin(ρ)/(2π).
+    Identifiability {
+        /// Values of ρ.
+        #[arg(long, value_delimiter = ',', allow_negative_numbers = true, default_values_t = [-1.0, -0.7, 0.0, 0.7])]
+        rhos: Vec<f64>,
+        /// NP-BTL optimizer steps per ρ.
+        #[arg(long)]
+        steps: Option<usize>,
+        /// Held-out users per k.
+        #[arg(long, default_value_t = 2000)]
+        eval_tasks: usize,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn train_config(args: &TrainArgs) -> TrainConfig {
+    let defaults = TrainConfig::default();
+    let task = match args.task {
+        TaskName::Synthetic1d => TaskSpec::Synthetic1d,
+        TaskName::Gaussian => TaskSpec::GaussianRho { rho: args.rho },
+    };
+    TrainConfig {
+        task,
+        steps: args.steps.unwrap_or(defaults.steps),
+        baseline_steps: args.baseline_steps.unwrap_or(defaults.baseline_steps),
+        hidden: args.hidden.unwrap_or(defaults.hidden),
+        seed: args.seed.unwrap_or(defaults.seed),
+        ..defaults
+    }
+}
+
+fn print_outputs(report: &Report, out: &Path) {
+    println!("\n{}", report.table());
+    println!(
+        "candle vs ONNX Runtime: z and rewards max |diff| {:.2e} (normwise {:.2e}); p(a>b) max |diff| {:.2e}",
+        report.parity_max_abs_diff, report.parity_max_normwise_diff, report.parity_max_probability_diff
+    );
+    println!("report: {}", out.join("report.json").display());
+    println!("plot:   {}", out.join("accuracy.svg").display());
+    for (model, path) in &report.bundles {
+        println!("bundle: {model:<7} {path}");
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let load = LoadOptions::default();
+    match cli.command {
+        Command::Train { args, out } => {
+            let record = RunRecord {
+                train: train_config(&args),
+                eval: EvalConfig { n_tasks: args.eval_tasks, ..EvalConfig::default() },
+                kinds: ALL_KINDS.to_vec(),
+            };
+            let report = train_export_evaluate(&record, &load, &out, true).context("steer train failed")?;
+            print_outputs(&report, &out);
+        }
+        Command::Eval { run, eval_tasks, out } => {
+            let eval = eval_tasks.map(|n| EvalConfig { n_tasks: n, ..EvalConfig::default() });
+            let report = evaluate_run(&run, eval, &load, &out).context("steer eval failed")?;
+            print_outputs(&report, &out);
+        }
+        Command::Identifiability { rhos, steps, eval_tasks, out } => {
+            identifiability(&rhos, steps, eval_tasks, &load, &out)?;
+        }
+    }
+    Ok(())
+}
+
+fn identifiability(
+    rhos: &[f64],
+    steps: Option<usize>,
+    eval_tasks: usize,
+    load: &LoadOptions,
+    out: &Path,
+) -> anyhow::Result<()> {
+    let mut rows = Vec::new();
+    println!("{:>6} {:>22} {:>12} {:>8}", "rho", "NP-BTL error (k=1) %", "Bayes %", "gap");
+    for &rho in rhos {
+        let defaults = TrainConfig::default();
+        let record = RunRecord {
+            train: TrainConfig {
+                task: TaskSpec::GaussianRho { rho },
+                steps: steps.unwrap_or(defaults.steps),
+                ..defaults
+            },
+            eval: EvalConfig { n_tasks: eval_tasks, ks: vec![0, 1], ..EvalConfig::default() },
+            kinds: vec![steer_runtime::ModelKind::NpBtl],
+        };
+        let dir = out.join(format!("rho={rho}"));
+        let report = train_export_evaluate(&record, load, &dir, true).with_context(|| format!("rho = {rho}"))?;
+        let error = report.conflict_error.get("np-btl").and_then(|m| m.get("1")).copied().unwrap_or(f64::NAN);
+        let bayes = report.bayes_identification_error.unwrap_or(f64::NAN);
+        println!("{rho:>6} {error:>22.1} {bayes:>12.1} {:>8.1}", error - bayes);
+        rows.push(serde_json::json!({
+            "rho": rho, "identification_error": error, "bayes_error": bayes, "gap": error - bayes,
+            "parity_max_abs_diff": report.parity_max_abs_diff,
+            "parity_max_normwise_diff": report.parity_max_normwise_diff,
+            "parity_max_probability_diff": report.parity_max_probability_diff, "report": RunDir(dir).report(),
+        }));
+    }
+    let summary = serde_json::json!({
+        "task": "gaussian-rho",
+        "evaluated_with": "onnxruntime",
+        "n_tasks": eval_tasks,
+        "metric": "error (%) on unseen target pairs where the two user types disagree, with one context pair",
+        "rows": rows,
+    });
+    std::fs::create_dir_all(out)?;
+    std::fs::write(out.join("report.json"), serde_json::to_string_pretty(&summary)?)?;
+    println!("report: {}", out.join("report.json").display());
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,243 @@
+//! Our own ONNX writer: prost message types and a small graph builder that turns candle layers into
+//! standard ONNX operators (opset 17).
+
+pub mod proto;
+
+use candle_core::Tensor;
+use candle_nn::Linear;
+use prost::Message;
+
+use crate::error::{Error, Result};
+use crate::model::layers::{MASKED_LOGIT, MaskedSelfAttention, Mlp};
+use proto::*;
+
+/// The opset every exported graph uses.
+pub const OPSET: i64 = 17;
+/// The IR version matching [`OPSET`].
+pub const IR_VERSION: i64 = 8;
+
+/// A tensor dimension in a graph signature.
+#[derive(Debug, Clone)]
+pub enum Dim {
+    /// Fixed size.
+    Fixed(usize),
+    /// Dynamic size with a symbolic name (e.g. `batch`).
+    Dynamic(&'static str),
+}
+
+/// Builds one ONNX graph node by node.
+pub struct GraphBuilder {
+    name: String,
+    nodes: Vec<NodeProto>,
+    initializers: Vec<TensorProto>,
+    inputs: Vec<ValueInfoProto>,
+    outputs: Vec<ValueInfoProto>,
+    next_id: usize,
+}
+
+fn value_info(name: &str, dims: &[Dim]) -> ValueInfoProto {
+    let dim = dims
+        .iter()
+        .map(|d| Dimension {
+            value: Some(match d {
+                Dim::Fixed(n) => DimensionValue::DimValue(*n as i64),
+                Dim::Dynamic(s) => DimensionValue::DimParam((*s).to_string()),
+            }),
+        })
+        .collect();
+    ValueInfoProto {
+        name: name.to_string(),
+        r#type: Some(TypeProto {
+            tensor_type: Some(TensorTypeProto { elem_type: data_type::FLOAT, shape: Some(TensorShapeProto { dim }) }),
+        }),
+    }
+}
+
+/// An integer-list attribute.
+pub fn attr_ints(name: &str, values: &[i64]) -> AttributeProto {
+    AttributeProto { name: name.into(), ints: values.to_vec(), r#type: attribute_type::INTS, ..Default::default() }
+}
+
+/// An integer attribute.
+pub fn attr_int(name: &str, value: i64) -> AttributeProto {
+    AttributeProto { name: name.into(), i: value, r#type: attribute_type::INT, ..Default::default() }
+}
+
+impl GraphBuilder {
+    /// An empty graph called `name`.
+    pub fn new(name: &str) -> Self {
+        GraphBuilder {
+            name: name.to_string(),
+            nodes: Vec::new(),
+            initializers: Vec::new(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            next_id: 0,
+        }
+    }
+
+    fn fresh(&mut self, hint: &str) -> String {
+        self.next_id += 1;
+        format!("{hint}_{}", self.next_id)
+    }
+
+    /// Declares a float graph input and returns its name.
+    pub fn input(&mut self, name: &str, dims: &[Dim]) -> String {
+        self.inputs.push(value_info(name, dims));
+        name.to_string()
+    }
+
+    /// Declares `value` as the float graph output `name`.
+    pub fn output(&mut self, value: &str, name: &str, dims: &[Dim]) {
+        self.nodes.push(NodeProto {
+            input: vec![value.to_string()],
+            output: vec![name.to_string()],
+            name: format!("output_{name}"),
+            op_type: "Identity".into(),
+            ..Default::default()
+        });
+        self.outputs.push(value_info(name, dims));
+    }
+
+    /// Adds a float constant of shape `dims` and returns its name.
+    pub fn constant_f32(&mut self, hint: &str, dims: &[usize], values: &[f32]) -> String {
+        let name = self.fresh(hint);
+        self.initializers.push(TensorProto {
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: data_type::FLOAT,
+            name: name.clone(),
+            raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ..Default::default()
+        });
+        name
+    }
+
+    /// Adds a candle tensor as a float constant.
+    pub fn tensor(&mut self, hint: &str, tensor: &Tensor) -> Result<String> {
+        let values = tensor.flatten_all()?.to_vec1::<f32>()?;
+        Ok(self.constant_f32(hint, tensor.dims(), &values))
+    }
+
+    /// Adds a 1-D int64 constant (shapes, axes) and returns its name.
+    pub fn constant_i64(&mut self, hint: &str, values: &[i64]) -> String {
+        let name = self.fresh(hint);
+        self.initializers.push(TensorProto {
+            dims: vec![values.len() as i64],
+            data_type: data_type::INT64,
+            int64_data: values.to_vec(),
+            name: name.clone(),
+            ..Default::default()
+        });
+        name
+    }
+
+    /// Adds a node with one output and returns the output's name.
+    pub fn node(&mut self, op: &str, inputs: &[&str], attribute: Vec<AttributeProto>) -> String {
+        let out = self.fresh(&op.to_lowercase());
+        self.nodes.push(NodeProto {
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![out.clone()],
+            name: format!("{out}_node"),
+            op_type: op.into(),
+            attribute,
+            ..Default::default()
+        });
+        out
+    }
+
+    /// `x · Wᵀ + b` for a candle `Linear` (weight `[out, in]`), on the last axis of `x`.
+    pub fn linear(&mut self, x: &str, layer: &Linear) -> Result<String> {
+        let weight_t = self.tensor("weight_t", &layer.weight().t()?.contiguous()?)?;
+        let product = self.node("MatMul", &[x, &weight_t], vec![]);
+        match layer.bias() {
+            Some(bias) => {
+                let bias = self.tensor("bias", bias)?;
+                Ok(self.node("Add", &[&product, &bias], vec![]))
+            }
+            None => Ok(product),
+        }
+    }
+
+    /// An [`Mlp`]: linear layers with ReLU between them.
+    pub fn mlp(&mut self, x: &str, mlp: &Mlp) -> Result<String> {
+        let mut value = x.to_string();
+        for (i, layer) in mlp.layers().iter().enumerate() {
+            if i > 0 {
+                value = self.node("Relu", &[&value], vec![]);
+            }
+            value = self.linear(&value, layer)?;
+        }
+        Ok(value)
+    }
+
+    /// [`MaskedSelfAttention`] on `x` `[B, K, H]` with `mask` `[B, K]`; works for K = 0.
+    pub fn masked_self_attention(&mut self, x: &str, mask: &str, attn: &MaskedSelfAttention) -> Result<String> {
+        let head_dim = attn.hidden / attn.heads;
+        // Reshape's 0 copies the input's size on that axis, so B and K stay dynamic (and K may be 0).
+        let to_heads = self.constant_i64("heads_shape", &[0, 0, attn.heads as i64, head_dim as i64]);
+        let q = self.linear(x, &attn.q)?;
+        let k = self.linear(x, &attn.k)?;
+        let v = self.linear(x, &attn.v)?;
+        let q = self.node("Reshape", &[&q, &to_heads], vec![]);
+        let q = self.node("Transpose", &[&q], vec![attr_ints("perm", &[0, 2, 1, 3])]);
+        let k = self.node("Reshape", &[&k, &to_heads], vec![]);
+        let k_t = self.node("Transpose", &[&k], vec![attr_ints("perm", &[0, 2, 3, 1])]);
+        let v = self.node("Reshape", &[&v, &to_heads], vec![]);
+        let v = self.node("Transpose", &[&v], vec![attr_ints("perm", &[0, 2, 1, 3])]);
+        let scores = self.node("MatMul", &[&q, &k_t], vec![]);
+        let scale = self.constant_f32("scale", &[], &[(head_dim as f32).sqrt()]);
+        let scores = self.node("Div", &[&scores, &scale], vec![]);
+        // Key bias: 0 for real pairs, MASKED_LOGIT for padding, as mask·(−M) + M in candle.
+        let neg_m = self.constant_f32("neg_masked", &[], &[-MASKED_LOGIT as f32]);
+        let m = self.constant_f32("masked", &[], &[MASKED_LOGIT as f32]);
+        let bias = self.node("Mul", &[mask, &neg_m], vec![]);
+        let bias = self.node("Add", &[&bias, &m], vec![]);
+        let axes = self.constant_i64("axes", &[1, 2]);
+        let bias = self.node("Unsqueeze", &[&bias, &axes], vec![]);
+        let scores = self.node("Add", &[&scores, &bias], vec![]);
+        let weights = self.node("Softmax", &[&scores], vec![attr_int("axis", -1)]);
+        let out = self.node("MatMul", &[&weights, &v], vec![]);
+        let out = self.node("Transpose", &[&out], vec![attr_ints("perm", &[0, 2, 1, 3])]);
+        let merge = self.constant_i64("merge_shape", &[0, 0, attn.hidden as i64]);
+        let out = self.node("Reshape", &[&out, &merge], vec![]);
+        self.linear(&out, &attn.o)
+    }
+
+    /// Sums `x` `[B, K, H]` over K where `mask` `[B, K]` is 1.
+    pub fn masked_sum(&mut self, x: &str, mask: &str) -> String {
+        let last = self.constant_i64("axes", &[2]);
+        let mask = self.node("Unsqueeze", &[mask, &last], vec![]);
+        let kept = self.node("Mul", &[x, &mask], vec![]);
+        let set_axis = self.constant_i64("axes", &[1]);
+        self.node("ReduceSum", &[&kept, &set_axis], vec![attr_int("keepdims", 0)])
+    }
+
+    /// Removes the last axis (of size 1) of a rank-3 value.
+    pub fn squeeze_last(&mut self, x: &str) -> String {
+        let axes = self.constant_i64("axes", &[2]);
+        self.node("Squeeze", &[x, &axes], vec![])
+    }
+
+    /// Finishes the graph as a model and serialises it.
+    pub fn finish(self, doc: &str) -> Result<Vec<u8>> {
+        if self.outputs.is_empty() {
+            return Err(Error::Export(format!("graph {} has no output", self.name)));
+        }
+        let model = ModelProto {
+            ir_version: IR_VERSION,
+            producer_name: "steer-trainer".into(),
+            producer_version: env!("CARGO_PKG_VERSION").into(),
+            doc_string: doc.into(),
+            graph: Some(GraphProto {
+                node: self.nodes,
+                name: self.name,
+                initializer: self.initializers,
+                doc_string: String::new(),
+                input: self.inputs,
+                output: self.outputs,
+            }),
+            opset_import: vec![OperatorSetIdProto { domain: String::new(), version: OPSET }],
+        };
+        Ok(model.encode_to_vec())
+    }
+}
