@@ -5,7 +5,7 @@ CARGO ?= cargo
 OUT ?= out/demo
 ORT_LIB := .cache/onnxruntime/libonnxruntime.so
 
-.PHONY: demo test ort gaussian bench build clean-cache
+.PHONY: demo test ort gaussian bench build clean-cache example-rust
 
 $(ORT_LIB):
 	scripts/fetch-onnxruntime.sh
@@ -34,3 +34,7 @@ bench: $(ORT_LIB)
 
 clean-cache:
 	rm -rf .cache
+
+## example-rust: the Rust quick start on the demo's NP-BTL bundle (run `make demo` first)
+example-rust: $(ORT_LIB)
+	$(CARGO) run --release --locked -p steer-runtime --example quickstart -- $(OUT)/bundles/np-btl

@@ -78,6 +78,31 @@ fn empty_context_axis_gives_the_population_prior() {
 }
 
 #[test]
+fn encoder_graph_itself_accepts_an_empty_context_axis() {
+    // The runtime pads k = 0 to one masked slot; the exported graph must also take K = 0 as it is.
+    let dir = tempfile::tempdir().unwrap();
+    export_random(ModelKind::NpBtl, 1, dir.path());
+    let env = steer_runtime::ort_env::environment(&LoadOptions::default()).unwrap();
+    let mut session =
+        ort::session::Session::builder(&env).unwrap().commit_from_file(dir.path().join("encoder.onnx")).unwrap();
+    let context = Array3::<f32>::zeros((3, 0, 2));
+    let mask = Array2::<f32>::zeros((3, 0));
+    let out = session
+        .run(ort::inputs![
+            "context" => ort::value::TensorRef::from_array_view(context.view()).unwrap(),
+            "mask" => ort::value::TensorRef::from_array_view(mask.view()).unwrap(),
+        ])
+        .unwrap();
+    let z_graph = out["z"].try_extract_array::<f32>().unwrap().to_owned();
+    let model = load(dir.path()).unwrap();
+    let z_runtime = model.infer_profiles_padded(context.view(), mask.view()).unwrap();
+    assert_eq!(z_graph.shape(), &[3, 32]);
+    for (a, b) in z_graph.iter().zip(z_runtime.iter()) {
+        assert!((a - b).abs() <= 1e-6, "{a} vs {b}");
+    }
+}
+
+#[test]
 fn preference_probabilities_are_complementary_through_the_runtime() {
     for kind in [ModelKind::NpBtl, ModelKind::Btl, ModelKind::Dpl] {
         let dir = tempfile::tempdir().unwrap();

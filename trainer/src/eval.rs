@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use candle_core::{Device, Tensor};
-use ndarray::{Array2, Array3, ArrayView2, ArrayView3};
+use ndarray::{Array2, Array3, ArrayView2};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
@@ -57,6 +57,8 @@ pub struct ModelEval {
     /// candle vs ONNX Runtime over z and rewards on the evaluation inputs, when the candle model was
     /// supplied.
     pub parity: Option<Parity>,
+    /// For conditioned models: whether predictions depend on the user's context.
+    pub z_usage: Option<ZUsage>,
 }
 
 /// How closely ONNX Runtime reproduces candle on the same inputs.
@@ -182,59 +184,121 @@ fn mean_and_stderr(values: &[f64]) -> (f64, f64) {
     (mean, (var / n).sqrt())
 }
 
+/// Accuracy of `p` (p(a ≻ b) per target) on the unseen targets of `batch`.
+struct Scored {
+    /// Per user type, each user's accuracy in percent.
+    per_type: Vec<Vec<f64>>,
+    /// Unseen targets on which the user types disagree.
+    conflict_total: usize,
+    /// How many of those were predicted wrongly (0.5 for a coin flip).
+    conflict_wrong: f64,
+}
+
+fn score(p: &Array2<f32>, batch: &TaskBatch, task: &Task) -> Scored {
+    let n_types = task.spec.user_types().len();
+    let mut out = Scored { per_type: vec![Vec::new(); n_types], conflict_total: 0, conflict_wrong: 0.0 };
+    let n = batch.n_targets;
+    for t in 0..batch.batch {
+        let (mut correct, mut unseen) = (0.0, 0usize);
+        for j in 0..n {
+            let i = t * n + j;
+            if batch.unseen[i] == 0.0 {
+                continue;
+            }
+            let p_a = p[[t, j]];
+            // A coin flip at exactly 0.5 is right half the time.
+            let hit = if p_a == 0.5 {
+                0.5
+            } else if (p_a > 0.5) == (batch.label[i] == 1.0) {
+                1.0
+            } else {
+                0.0
+            };
+            correct += hit;
+            unseen += 1;
+            let a = &batch.option_a[i * batch.dim..(i + 1) * batch.dim];
+            let b = &batch.option_b[i * batch.dim..(i + 1) * batch.dim];
+            let first = task.spec.reward(a, 0) > task.spec.reward(b, 0);
+            if (1..n_types).any(|u| (task.spec.reward(a, u) > task.spec.reward(b, u)) != first) {
+                out.conflict_total += 1;
+                out.conflict_wrong += 1.0 - hit;
+            }
+        }
+        if unseen > 0 {
+            out.per_type[batch.user_type[t]].push(100.0 * correct / unseen as f64);
+        }
+    }
+    out
+}
+
+/// Whether NP-BTL uses the user's context at all (method.md §7: a collapsed latent ignores z).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ZUsage {
+    /// The context size tested (the largest evaluated).
+    pub k: usize,
+    /// Accuracy (percent) with each user's own context.
+    pub accuracy_own_context: f64,
+    /// Accuracy (percent) on the same targets when each user gets the next user's context instead.
+    pub accuracy_swapped_context: f64,
+    /// Mean over the dimensions of z of its standard deviation across users.
+    pub z_spread: f64,
+}
+
+impl ZUsage {
+    /// Own context must beat a stranger's by at least this many points for z to count as used.
+    pub const MIN_GAIN: f64 = 2.0;
+
+    /// Whether the model's predictions depend on the user's context.
+    pub fn is_used(&self) -> bool {
+        self.accuracy_own_context - self.accuracy_swapped_context >= Self::MIN_GAIN && self.z_spread > 1e-6
+    }
+}
+
+fn mean_accuracy(scored: &Scored) -> f64 {
+    mean_and_stderr(&scored.per_type.iter().flatten().copied().collect::<Vec<_>>()).0
+}
+
+/// Gives every user of `batch` the context of the next user, keeping their own targets and labels.
+fn swap_contexts(batch: &TaskBatch) -> TaskBatch {
+    let mut swapped = batch.clone();
+    let row = batch.k_max * 2 * batch.dim;
+    swapped.context.rotate_left(row);
+    swapped.mask.rotate_left(batch.k_max);
+    swapped
+}
+
+fn z_usage(model: &Model, batch: &TaskBatch, task: &Task, own: &Scored) -> Result<ZUsage> {
+    let inputs = runtime_inputs(batch)?;
+    let z = model.infer_profiles_padded(inputs.context.view(), inputs.mask.view())?;
+    let own = mean_accuracy(own);
+    let k = batch.k_max;
+    let swapped = mean_accuracy(&score(&runtime_preferences(model, &swap_contexts(batch))?, batch, task));
+    let z_spread = z.std_axis(ndarray::Axis(0), 0.0).mean().map_or(0.0, f64::from);
+    Ok(ZUsage { k, accuracy_own_context: own, accuracy_swapped_context: swapped, z_spread })
+}
+
 /// Evaluates one bundle on `task`'s held-out users. When `candle_model` is given, also measures parity
 /// between it and the bundle on the same inputs.
 pub fn evaluate(model: &Model, task: &Task, cfg: &EvalConfig, candle_model: Option<&RewardModel>) -> Result<ModelEval> {
     let types = task.spec.user_types();
     let mut out = ModelEval::default();
+    let k_largest = cfg.ks.iter().copied().max().unwrap_or(0);
     for &k in &cfg.ks {
         let batch = test_users(task, cfg, k)?;
-        let p = runtime_preferences(model, &batch)?;
-        let n = batch.n_targets;
-        let mut per_type: Vec<Vec<f64>> = vec![Vec::new(); types.len()];
-        let (mut conflict_total, mut conflict_wrong) = (0usize, 0.0f64);
-        for t in 0..batch.batch {
-            let mut correct = 0.0;
-            let mut unseen = 0usize;
-            for j in 0..n {
-                let i = t * n + j;
-                if batch.unseen[i] == 0.0 {
-                    continue;
-                }
-                let p_a = p[[t, j]];
-                // A coin flip at exactly 0.5 is right half the time.
-                let score = if p_a == 0.5 {
-                    0.5
-                } else if (p_a > 0.5) == (batch.label[i] == 1.0) {
-                    1.0
-                } else {
-                    0.0
-                };
-                correct += score;
-                unseen += 1;
-                let a = &batch.option_a[i * batch.dim..(i + 1) * batch.dim];
-                let b = &batch.option_b[i * batch.dim..(i + 1) * batch.dim];
-                let votes: Vec<bool> =
-                    (0..types.len()).map(|u| task.spec.reward(a, u) > task.spec.reward(b, u)).collect();
-                if votes.iter().any(|&v| v != votes[0]) {
-                    conflict_total += 1;
-                    conflict_wrong += 1.0 - score;
-                }
-            }
-            if unseen > 0 {
-                per_type[batch.user_type[t]].push(100.0 * correct / unseen as f64);
-            }
-        }
+        let scored = score(&runtime_preferences(model, &batch)?, &batch, task);
         let key = k.to_string();
-        let all: Vec<f64> = per_type.iter().flatten().copied().collect();
-        let rows = types.iter().cloned().zip(per_type.iter()).chain(std::iter::once((ALL.to_string(), &all)));
+        let all: Vec<f64> = scored.per_type.iter().flatten().copied().collect();
+        let rows = types.iter().cloned().zip(scored.per_type.iter()).chain(std::iter::once((ALL.to_string(), &all)));
         for (name, values) in rows {
             let (mean, se) = mean_and_stderr(values);
             out.accuracy.entry(name.clone()).or_default().insert(key.clone(), mean);
             out.stderr.entry(name).or_default().insert(key.clone(), se);
         }
-        if conflict_total > 0 {
-            out.conflict_error.insert(key, 100.0 * conflict_wrong / conflict_total as f64);
+        if scored.conflict_total > 0 {
+            out.conflict_error.insert(key, 100.0 * scored.conflict_wrong / scored.conflict_total as f64);
+        }
+        if model.kind().is_conditioned() && k == k_largest && k > 0 && batch.batch > 1 {
+            out.z_usage = Some(z_usage(model, &batch, task, &scored)?);
         }
         if let Some(candle_model) = candle_model {
             let measured = parity(candle_model, model, &batch)?;

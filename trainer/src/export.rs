@@ -7,7 +7,7 @@ use steer_runtime::manifest::{Dims, FORMAT_VERSION, FileEntry, Graphs, Manifest,
 
 use crate::error::{Error, Result};
 use crate::model::{DPL_MIN_STD, ModelConfig, NpBtl, RewardModel};
-use crate::onnx::{Dim, GraphBuilder, OPSET, attr_int};
+use crate::onnx::{Dim, GraphBuilder, OPSET};
 
 /// File name of the context encoder graph.
 pub const ENCODER_FILE: &str = "encoder.onnx";
@@ -41,14 +41,23 @@ pub fn reward_graph(model: &RewardModel, cfg: &ModelConfig) -> Result<Vec<u8>> {
         RewardModel::NpBtl(m) => {
             let z = g.input(io::Z, &[BATCH, Dim::Fixed(cfg.hidden)]);
             let targets = g.mlp(&options, &m.target)?;
-            // decoder([t ‖ z]): z is broadcast over the options and concatenated, exactly as in candle, so
-            // that both sum the decoder's first layer in the same order.
+            // decoder([t ‖ z]) computed as in candle: t·W_tᵀ + (z·W_zᵀ + b), then the remaining layers.
+            let (w_target, w_z, bias) = m.decoder_first_layer()?;
+            let w_target = g.tensor("decoder_w_target", &w_target.t()?.contiguous()?)?;
+            let w_z = g.tensor("decoder_w_z", &w_z.t()?.contiguous()?)?;
+            let from_targets = g.node("MatMul", &[&targets, &w_target], vec![]);
+            let mut from_z = g.node("MatMul", &[&z, &w_z], vec![]);
+            if let Some(bias) = bias {
+                let bias = g.tensor("decoder_bias", &bias)?;
+                from_z = g.node("Add", &[&from_z, &bias], vec![]);
+            }
             let axis = g.constant_i64("axes", &[1]);
-            let z = g.node("Unsqueeze", &[&z, &axis], vec![]);
-            let shape = g.node("Shape", &[&targets], vec![]);
-            let z = g.node("Expand", &[&z, &shape], vec![]);
-            let joined = g.node("Concat", &[&targets, &z], vec![attr_int("axis", -1)]);
-            let hidden = g.mlp(&joined, &m.decoder)?;
+            let from_z = g.node("Unsqueeze", &[&from_z, &axis], vec![]);
+            let mut hidden = g.node("Add", &[&from_targets, &from_z], vec![]);
+            for layer in &m.decoder.layers()[1..] {
+                hidden = g.node("Relu", &[&hidden], vec![]);
+                hidden = g.linear(&hidden, layer)?;
+            }
             let reward = g.squeeze_last(&hidden);
             g.output(&reward, io::REWARD, &out_dims);
         }

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use steer_runtime::LoadOptions;
-use steer_trainer::eval::EvalConfig;
+use steer_runtime::{ExecutionProvider, LoadOptions};
+use steer_trainer::eval::{EvalConfig, ZUsage};
 use steer_trainer::report::Report;
 use steer_trainer::run::{ALL_KINDS, RunDir, RunRecord, evaluate_run, train_export_evaluate};
 use steer_trainer::tasks::TaskSpec;
@@ -21,6 +21,44 @@ use steer_trainer::train::TrainConfig;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    runtime: RuntimeArgs,
+}
+
+/// How bundles are run through ONNX Runtime.
+#[derive(clap::Args)]
+struct RuntimeArgs {
+    /// ONNX Runtime library to load (default: ORT_DYLIB_PATH, then the project cache .cache/onnxruntime).
+    #[arg(long, global = true)]
+    ort_library: Option<PathBuf>,
+    /// Execution providers in priority order.
+    #[arg(long = "provider", value_enum, global = true, default_value = "cpu")]
+    providers: Vec<Provider>,
+    /// Fall back to the CPU when a requested provider is unavailable (otherwise that is an error).
+    #[arg(long, global = true)]
+    allow_cpu_fallback: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Provider {
+    Cpu,
+    Cuda,
+    Tensorrt,
+}
+
+impl RuntimeArgs {
+    fn load_options(&self) -> LoadOptions {
+        let providers = self.providers.iter().map(|p| match p {
+            Provider::Cpu => ExecutionProvider::Cpu,
+            Provider::Cuda => ExecutionProvider::Cuda { device_id: 0 },
+            Provider::Tensorrt => ExecutionProvider::TensorRt { device_id: 0 },
+        });
+        let options = LoadOptions::default().execution_providers(providers).allow_cpu_fallback(self.allow_cpu_fallback);
+        match &self.ort_library {
+            Some(path) => options.ort_library(path),
+            None => options,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -119,6 +157,19 @@ fn print_outputs(report: &Report, out: &Path) {
         "candle vs ONNX Runtime: z and rewards max |diff| {:.2e} (normwise {:.2e}); p(a>b) max |diff| {:.2e}",
         report.parity_max_abs_diff, report.parity_max_normwise_diff, report.parity_max_probability_diff
     );
+    for (model, usage) in &report.z_usage {
+        println!(
+            "{model} uses the user's context: {:.1}% with their own {} pairs vs {:.1}% with another user's (z spread {:.3})",
+            usage.accuracy_own_context, usage.k, usage.accuracy_swapped_context, usage.z_spread
+        );
+        if !usage.is_used() {
+            eprintln!(
+                "WARNING: {model} ignores the user's context (latent collapse): own context is not {} points better \
+                 than a stranger's. Train longer or check the data.",
+                ZUsage::MIN_GAIN
+            );
+        }
+    }
     println!("report: {}", out.join("report.json").display());
     println!("plot:   {}", out.join("accuracy.svg").display());
     for (model, path) in &report.bundles {
@@ -127,7 +178,7 @@ fn print_outputs(report: &Report, out: &Path) {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let load = LoadOptions::default();
+    let load = cli.runtime.load_options();
     match cli.command {
         Command::Train { args, out } => {
             let record = RunRecord {

@@ -8,7 +8,7 @@ use plotters::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::eval::{ALL, ByTypeAndK};
+use crate::eval::{ALL, ByTypeAndK, Parity, ZUsage};
 use crate::tasks::TaskSpec;
 use crate::train::{TrainConfig, TrainMetrics};
 
@@ -31,6 +31,10 @@ pub struct Report {
     pub parity_max_normwise_diff: f64,
     /// Largest |candle − ONNX Runtime| of p(a ≻ b).
     pub parity_max_probability_diff: f64,
+    /// Parity of each model, on every evaluation input.
+    pub parity: BTreeMap<String, Parity>,
+    /// For NP-BTL: own-context vs swapped-context accuracy and the spread of z (latent-collapse check).
+    pub z_usage: BTreeMap<String, ZUsage>,
     /// `{model: {k: percent}}`: error on unseen targets where the user types disagree.
     pub conflict_error: BTreeMap<String, BTreeMap<String, f64>>,
     /// The Bayes error of identifying the user type from one pair, where the task defines it.

@@ -74,6 +74,8 @@ fn assemble(
         parity_max_abs_diff: 0.0,
         parity_max_normwise_diff: 0.0,
         parity_max_probability_diff: 0.0,
+        parity: BTreeMap::new(),
+        z_usage: BTreeMap::new(),
         conflict_error: BTreeMap::new(),
         bayes_identification_error: record.train.task.bayes_identification_error().map(|e| e * 100.0),
         paper: paper_figures(&record.train.task),
@@ -87,6 +89,12 @@ fn assemble(
         report.stderr.insert(name.clone(), eval.stderr);
         report.conflict_error.insert(name.clone(), eval.conflict_error);
         let parity = eval.parity.unwrap_or_default();
+        if let Some(usage) = eval.z_usage {
+            report.z_usage.insert(name.clone(), usage);
+        }
+        if eval.parity.is_some() {
+            report.parity.insert(name.clone(), parity);
+        }
         report.parity_max_abs_diff = report.parity_max_abs_diff.max(parity.max_abs_diff);
         report.parity_max_normwise_diff = report.parity_max_normwise_diff.max(parity.max_normwise_diff);
         report.parity_max_probability_diff = report.parity_max_probability_diff.max(parity.max_probability_diff);
@@ -110,7 +118,10 @@ pub fn train_export_evaluate(record: &RunRecord, load: &LoadOptions, out: &Path,
     let task = Task::generate(record.train.task, record.train.n_pairs, record.train.seed)?;
     let mut results = Vec::new();
     let mut bundles = BTreeMap::new();
-    for &kind in &record.kinds {
+    let total = record.kinds.len();
+    for (i, &kind) in record.kinds.iter().enumerate() {
+        let steps = if kind.is_conditioned() { record.train.steps } else { record.train.baseline_steps };
+        eprintln!("[{}/{total}] {kind}: training {steps} steps on {}", i + 1, task.spec.label());
         let trained = train(kind, &task, &record.train, progress)?;
         let bundle_dir = dir.bundle(kind);
         write_bundle(
@@ -125,6 +136,7 @@ pub fn train_export_evaluate(record: &RunRecord, load: &LoadOptions, out: &Path,
             fs::create_dir_all(parent).map_err(Error::io(parent))?;
         }
         trained.params.varmap().save(&checkpoint)?;
+        eprintln!("[{}/{total}] {kind}: exported to {}; evaluating through ONNX Runtime", i + 1, bundle_dir.display());
         let model = Model::load(&bundle_dir, load)?;
         let eval = evaluate(&model, &task, &record.eval, Some(&trained.model))?;
         bundles.insert(kind.as_str().to_string(), bundle_dir.display().to_string());

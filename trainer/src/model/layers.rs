@@ -29,16 +29,21 @@ impl Mlp {
     }
 }
 
-impl Module for Mlp {
-    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+impl Mlp {
+    /// Continues the MLP from the output of layer `done - 1`: ReLU then layer, for layers `done..`.
+    pub fn forward_from(&self, done: usize, xs: &Tensor) -> candle_core::Result<Tensor> {
         let mut x = xs.clone();
-        for (i, layer) in self.layers.iter().enumerate() {
-            if i > 0 {
-                x = x.relu()?;
-            }
-            x = layer.forward(&x)?;
+        for layer in self.layers.iter().skip(done) {
+            x = layer.forward(&x.relu()?)?;
         }
         Ok(x)
+    }
+}
+
+impl Module for Mlp {
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        let first = self.layers.first().ok_or_else(|| candle_core::Error::Msg("empty MLP".into()))?;
+        self.forward_from(1, &first.forward(xs)?)
     }
 }
 
