@@ -54,6 +54,15 @@ pub struct ModelEval {
     /// Error (percent) on unseen targets where the user types disagree, i.e. how often the model
     /// backs the wrong type: the user-identification error. Keyed by k.
     pub conflict_error: BTreeMap<String, f64>,
+    /// Standard error of `conflict_error` over users (a user's conflicting targets share one context,
+    /// so users, not targets, are the independent samples).
+    pub conflict_error_stderr: BTreeMap<String, f64>,
+    /// Error (percent) in identifying the user's type, read off the model's choice on the task's
+    /// identification probe pair (see `TaskSpec::identification_probe`); a coin flip counts half.
+    /// Keyed by k.
+    pub identification_error: BTreeMap<String, f64>,
+    /// Standard error of `identification_error` over users.
+    pub identification_error_stderr: BTreeMap<String, f64>,
     /// candle vs ONNX Runtime over z and rewards on the evaluation inputs, when the candle model was
     /// supplied.
     pub parity: Option<Parity>,
@@ -122,11 +131,34 @@ fn runtime_inputs(batch: &TaskBatch) -> Result<RuntimeInputs> {
     })
 }
 
-/// p(a ≻ b) for every target of `batch` through the runtime, `[B, N]`.
-pub fn runtime_preferences(model: &Model, batch: &TaskBatch) -> Result<Array2<f32>> {
+/// Through the runtime: each user's profile `[B, latent]` and p(a ≻ b) for every target, `[B, N]`.
+pub fn runtime_preferences(model: &Model, batch: &TaskBatch) -> Result<(Array2<f32>, Array2<f32>)> {
     let inputs = runtime_inputs(batch)?;
     let z = model.infer_profiles_padded(inputs.context.view(), inputs.mask.view())?;
-    Ok(model.preference_batch(z.view(), inputs.option_a.view(), inputs.option_b.view())?)
+    let p = model.preference_batch(z.view(), inputs.option_a.view(), inputs.option_b.view())?;
+    Ok((z, p))
+}
+
+/// Per user, 100 when the model's choice on the probe pair backs the wrong type, 0 when the right
+/// one, 50 for an exact tie.
+fn identification(model: &Model, z: &Array2<f32>, batch: &TaskBatch, task: &Task) -> Result<Vec<f64>> {
+    let (a, b) = task.spec.identification_probe();
+    let users = z.nrows();
+    let tile = |o: &[f32]| Array3::from_shape_fn((users, 1, o.len()), |(_, _, i)| o[i]);
+    let p = model.preference_batch(z.view(), tile(&a).view(), tile(&b).view())?;
+    Ok((0..users)
+        .map(|t| {
+            let p_a = p[[t, 0]];
+            let picks_type_0 = p_a > 0.5;
+            if p_a == 0.5 {
+                50.0
+            } else if picks_type_0 == (batch.user_type[t] == 0) {
+                0.0
+            } else {
+                100.0
+            }
+        })
+        .collect())
 }
 
 /// Compares one output of candle with the runtime's.
@@ -188,18 +220,18 @@ fn mean_and_stderr(values: &[f64]) -> (f64, f64) {
 struct Scored {
     /// Per user type, each user's accuracy in percent.
     per_type: Vec<Vec<f64>>,
-    /// Unseen targets on which the user types disagree.
-    conflict_total: usize,
-    /// How many of those were predicted wrongly (0.5 for a coin flip).
-    conflict_wrong: f64,
+    /// Per user with at least one unseen target on which the user types disagree: the percentage of
+    /// those targets predicted wrongly (a coin flip counts half).
+    conflict_error: Vec<f64>,
 }
 
 fn score(p: &Array2<f32>, batch: &TaskBatch, task: &Task) -> Scored {
     let n_types = task.spec.user_types().len();
-    let mut out = Scored { per_type: vec![Vec::new(); n_types], conflict_total: 0, conflict_wrong: 0.0 };
+    let mut out = Scored { per_type: vec![Vec::new(); n_types], conflict_error: Vec::new() };
     let n = batch.n_targets;
     for t in 0..batch.batch {
         let (mut correct, mut unseen) = (0.0, 0usize);
+        let (mut conflicts, mut conflict_wrong) = (0usize, 0.0);
         for j in 0..n {
             let i = t * n + j;
             if batch.unseen[i] == 0.0 {
@@ -220,12 +252,15 @@ fn score(p: &Array2<f32>, batch: &TaskBatch, task: &Task) -> Scored {
             let b = &batch.option_b[i * batch.dim..(i + 1) * batch.dim];
             let first = task.spec.reward(a, 0) > task.spec.reward(b, 0);
             if (1..n_types).any(|u| (task.spec.reward(a, u) > task.spec.reward(b, u)) != first) {
-                out.conflict_total += 1;
-                out.conflict_wrong += 1.0 - hit;
+                conflicts += 1;
+                conflict_wrong += 1.0 - hit;
             }
         }
         if unseen > 0 {
             out.per_type[batch.user_type[t]].push(100.0 * correct / unseen as f64);
+        }
+        if conflicts > 0 {
+            out.conflict_error.push(100.0 * conflict_wrong / conflicts as f64);
         }
     }
     out
@@ -267,12 +302,10 @@ fn swap_contexts(batch: &TaskBatch) -> TaskBatch {
     swapped
 }
 
-fn z_usage(model: &Model, batch: &TaskBatch, task: &Task, own: &Scored) -> Result<ZUsage> {
-    let inputs = runtime_inputs(batch)?;
-    let z = model.infer_profiles_padded(inputs.context.view(), inputs.mask.view())?;
+fn z_usage(model: &Model, z: &Array2<f32>, batch: &TaskBatch, task: &Task, own: &Scored) -> Result<ZUsage> {
     let own = mean_accuracy(own);
     let k = batch.k_max;
-    let swapped = mean_accuracy(&score(&runtime_preferences(model, &swap_contexts(batch))?, batch, task));
+    let swapped = mean_accuracy(&score(&runtime_preferences(model, &swap_contexts(batch))?.1, batch, task));
     let z_spread = z.std_axis(ndarray::Axis(0), 0.0).mean().map_or(0.0, f64::from);
     Ok(ZUsage { k, accuracy_own_context: own, accuracy_swapped_context: swapped, z_spread })
 }
@@ -285,7 +318,8 @@ pub fn evaluate(model: &Model, task: &Task, cfg: &EvalConfig, candle_model: Opti
     let k_largest = cfg.ks.iter().copied().max().unwrap_or(0);
     for &k in &cfg.ks {
         let batch = test_users(task, cfg, k)?;
-        let scored = score(&runtime_preferences(model, &batch)?, &batch, task);
+        let (z, p) = runtime_preferences(model, &batch)?;
+        let scored = score(&p, &batch, task);
         let key = k.to_string();
         let all: Vec<f64> = scored.per_type.iter().flatten().copied().collect();
         let rows = types.iter().cloned().zip(scored.per_type.iter()).chain(std::iter::once((ALL.to_string(), &all)));
@@ -294,11 +328,18 @@ pub fn evaluate(model: &Model, task: &Task, cfg: &EvalConfig, candle_model: Opti
             out.accuracy.entry(name.clone()).or_default().insert(key.clone(), mean);
             out.stderr.entry(name).or_default().insert(key.clone(), se);
         }
-        if scored.conflict_total > 0 {
-            out.conflict_error.insert(key, 100.0 * scored.conflict_wrong / scored.conflict_total as f64);
+        if !scored.conflict_error.is_empty() {
+            let (mean, se) = mean_and_stderr(&scored.conflict_error);
+            out.conflict_error.insert(key.clone(), mean);
+            out.conflict_error_stderr.insert(key.clone(), se);
+        }
+        if task.spec.user_types().len() == 2 {
+            let (mean, se) = mean_and_stderr(&identification(model, &z, &batch, task)?);
+            out.identification_error.insert(key.clone(), mean);
+            out.identification_error_stderr.insert(key, se);
         }
         if model.kind().is_conditioned() && k == k_largest && k > 0 && batch.batch > 1 {
-            out.z_usage = Some(z_usage(model, &batch, task, &scored)?);
+            out.z_usage = Some(z_usage(model, &z, &batch, task, &scored)?);
         }
         if let Some(candle_model) = candle_model {
             let measured = parity(candle_model, model, &batch)?;

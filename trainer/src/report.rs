@@ -37,6 +37,13 @@ pub struct Report {
     pub z_usage: BTreeMap<String, ZUsage>,
     /// `{model: {k: percent}}`: error on unseen targets where the user types disagree.
     pub conflict_error: BTreeMap<String, BTreeMap<String, f64>>,
+    /// Standard errors of `conflict_error` over users, same shape.
+    pub conflict_error_stderr: BTreeMap<String, BTreeMap<String, f64>>,
+    /// `{model: {k: percent}}`: error in identifying the user type from the model's choice on the
+    /// task's probe pair (see `TaskSpec::identification_probe`).
+    pub identification_error: BTreeMap<String, BTreeMap<String, f64>>,
+    /// Standard errors of `identification_error` over users, same shape.
+    pub identification_error_stderr: BTreeMap<String, BTreeMap<String, f64>>,
     /// The Bayes error of identifying the user type from one pair, where the task defines it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bayes_identification_error: Option<f64>,
@@ -126,6 +133,8 @@ impl Report {
             .map_err(|e| plot_err(e.to_string()))?;
         chart
             .configure_mesh()
+            .x_labels(11)
+            .x_label_formatter(&|x| format!("{x:.0}"))
             .x_desc("k (user's context pairs)")
             .y_desc("accuracy %")
             .draw()
@@ -138,7 +147,15 @@ impl Report {
         };
         for (i, (model, by_type)) in self.accuracy.iter().enumerate() {
             let Some(row) = by_type.get(ALL) else { continue };
-            let color = Palette99::pick(i).to_rgba();
+            let color = match model.as_str() {
+                "np-btl" => RGBColor(31, 119, 180),
+                "btl" => RGBColor(214, 39, 40),
+                "dpl" => RGBColor(44, 160, 44),
+                _ => {
+                    let (r, g, b) = Palette99::pick(i).rgb();
+                    RGBColor(r, g, b)
+                }
+            };
             let points = series(row);
             chart
                 .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))

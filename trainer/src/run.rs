@@ -77,6 +77,9 @@ fn assemble(
         parity: BTreeMap::new(),
         z_usage: BTreeMap::new(),
         conflict_error: BTreeMap::new(),
+        conflict_error_stderr: BTreeMap::new(),
+        identification_error: BTreeMap::new(),
+        identification_error_stderr: BTreeMap::new(),
         bayes_identification_error: record.train.task.bayes_identification_error().map(|e| e * 100.0),
         paper: paper_figures(&record.train.task),
         bundles,
@@ -88,6 +91,9 @@ fn assemble(
         report.accuracy.insert(name.clone(), eval.accuracy);
         report.stderr.insert(name.clone(), eval.stderr);
         report.conflict_error.insert(name.clone(), eval.conflict_error);
+        report.conflict_error_stderr.insert(name.clone(), eval.conflict_error_stderr);
+        report.identification_error.insert(name.clone(), eval.identification_error);
+        report.identification_error_stderr.insert(name.clone(), eval.identification_error_stderr);
         let parity = eval.parity.unwrap_or_default();
         if let Some(usage) = eval.z_usage {
             report.z_usage.insert(name.clone(), usage);

@@ -105,6 +105,18 @@ impl TaskSpec {
         }
     }
 
+    /// A probe pair `(a, b)` on which the two user types disagree decisively: type 0 prefers `a`, type 1
+    /// prefers `b`, each by a wide margin. Which of the two a model prefers for a user is the type it
+    /// has identified, free of the ranking noise of near-tied pairs.
+    pub fn identification_probe(&self) -> (Vec<f32>, Vec<f32>) {
+        match self {
+            // prefers-high: r(0.95) = 1.9 > r(0.55) = 1.1; prefers-middle: r(0.55) = 0.45 > r(0.95) = 0.05.
+            TaskSpec::Synthetic1d => (vec![0.95], vec![0.55]),
+            // h0: 1 > −1; h1: −1 < 1.
+            TaskSpec::GaussianRho { .. } => (vec![1.0, -1.0], vec![-1.0, 1.0]),
+        }
+    }
+
     /// The Bayes error of identifying the user type from one context pair, where known
     /// (Gaussian-ρ: 1/4 + arcsin(ρ)/(2π)).
     pub fn bayes_identification_error(&self) -> Option<f64> {

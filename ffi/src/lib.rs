@@ -1,0 +1,120 @@
+//! `libsteer`: the C ABI of Steer, over [`steer_runtime`].
+//!
+//! A C or C++ program links `libsteer.so` or `libsteer.a`, includes `steer.h` (generated from this crate by
+//! cbindgen, committed as `include/steer.h`), loads a bundle, turns a user's choices into a profile and scores
+//! options for that user:
+//!
+//! ```c
+//! steer_model *model = NULL;
+//! if (steer_model_load("out/demo/bundles/np-btl", NULL, &model) != STEER_STATUS_OK) {
+//!     fprintf(stderr, "%s\n", steer_last_error_message());
+//!     return 1;
+//! }
+//! const float chosen[] = {0.48f, 0.35f, 0.52f}, rejected[] = {0.91f, 0.77f, 0.63f};
+//! steer_profile *user = NULL;
+//! steer_model_infer_profile(model, chosen, rejected, 3, 1, &user); // k = 3 pairs of d = 1 floats
+//! const float a[] = {0.55f}, b[] = {0.95f};
+//! float p;
+//! steer_model_preference(model, user, a, b, 1, &p); // p(0.55 preferred over 0.95) for this user
+//! steer_profile_free(user);
+//! steer_model_free(model);
+//! ```
+//!
+//! # Conventions
+//!
+//! These hold for every function; each function's documentation only adds what is particular to it.
+//!
+//! - **Names.** Every symbol starts with `steer_` (macros and enum values with `STEER_`). Objects are opaque
+//!   handles, `steer_<object>`, and functions are `steer_<object>_<verb>`.
+//! - **Status.** A function that can fail returns a [`steer_status`]: `STEER_STATUS_OK` (0) on success, otherwise a
+//!   non-zero code. Codes have explicit values that never change and are never reused: 1xx the bundle, 2xx ONNX
+//!   Runtime and execution providers, 3xx the values passed in, 4xx the use of the C ABI itself (a NULL argument,
+//!   invalid UTF-8, a buffer too small, an invalid argument, a panic), 9xx internal failures. The 1xx–3xx and 9xx
+//!   codes are `steer_runtime::Error::code()` values.
+//! - **Messages.** After a failure, [`steer_last_error_message`] describes it: what was wrong and what was expected.
+//!   The message is thread-local; it is the empty string after a call that succeeded. The pointer stays valid until
+//!   the next call on the same thread of a function that returns a `steer_status`.
+//! - **Out-parameters** (`out_*`) are written only on success. On failure they keep whatever they held.
+//! - **Ownership.** A handle returned through `steer_*_new`, `steer_model_load` or `steer_model_infer_profile` is
+//!   owned by the caller and released with the matching `steer_*_free`; `steer_*_free(NULL)` does nothing.
+//!   Everything the caller passes in (strings, float arrays, handles) is borrowed for the duration of the call only;
+//!   nothing keeps a pointer to it afterwards. Strings returned as `const char *` are owned by the library; the
+//!   documentation of each says how long it lives.
+//! - **Arrays** are `float` (`f32`), row-major and contiguous, with their shape passed beside them, e.g.
+//!   `options` of `n × d` floats. A pointer to an array may be NULL only when the array has no elements. Output
+//!   buffers are provided by the caller. Where their size follows from the arguments (`n` rewards for `n` options)
+//!   it is not passed again; where it depends on the model (a profile's `latent_dim`) the caller passes the
+//!   buffer's capacity and gets `STEER_STATUS_BUFFER_TOO_SMALL` if it is not enough.
+//! - **NULL** handles and required pointers are rejected with `STEER_STATUS_NULL_ARGUMENT`, never dereferenced.
+//! - **Strings** passed in are NUL-terminated UTF-8; anything else is `STEER_STATUS_INVALID_UTF8`.
+//! - **Threads.** A `steer_model` may be shared by any number of threads: all functions that take a
+//!   `const steer_model *` are thread-safe (ONNX Runtime sessions are pooled; see
+//!   `steer_options_set_session_pool_size`). A `steer_profile` is immutable and may be read from many threads. A
+//!   `steer_options` must not be changed by one thread while another uses it. No handle may be freed while another
+//!   thread uses it.
+//! - **Panics.** Every function runs inside one panic boundary (`boundary.rs`): a bug inside the library returns
+//!   `STEER_STATUS_PANIC` with a message instead of unwinding into C; functions that return a value instead of a
+//!   status return their documented fallback.
+//! - **Versions.** [`steer_version`] is the library's version string; [`steer_abi_version`] returns the ABI version
+//!   the library was built with, which a program compares with the header's [`STEER_ABI_VERSION`]. The ABI only
+//!   grows: functions are added, and no existing signature changes.
+//!
+//! # How the API grows
+//!
+//! Profiles are opaque handles and options are set one at a time, and no structure is passed by value, so new
+//! capabilities are new functions beside the existing ones. Profiles from text will be
+//! `steer_model_infer_profile_text(model, prompts, chosen, rejected, k, &profile)` returning the same
+//! `steer_profile`; scoring text will take a `const char *const *responses` array and fill the same `out_rewards`
+//! buffer; generation will stream through a callback `bool (*)(void *user_data, const char *token, ...)` that
+//! returns `false` to stop, with the token borrowed for the duration of the callback.
+//!
+//! # Finding ONNX Runtime
+//!
+//! libsteer loads ONNX Runtime at run time, on the first `steer_model_load` of the process, from the first of:
+//! [`steer_options_set_ort_library`], the `ORT_DYLIB_PATH` variable, the project cache
+//! (`$STEER_CACHE_DIR/onnxruntime/libonnxruntime.so` when `STEER_CACHE_DIR` is set; otherwise
+//! `.cache/onnxruntime/` above the current directory, above the executable, or in the workspace libsteer was built
+//! in). See `steer_runtime::ort_env`.
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+// The exported names are the C names (`steer_model`, `steer_status`), so the header and the Rust code agree.
+#![allow(non_camel_case_types)]
+
+// The modules are in the order their items appear in steer.h (cbindgen keeps the parse order).
+mod version;
+
+mod status;
+
+mod last_error;
+
+mod options;
+
+mod model;
+
+mod profile;
+
+mod infer;
+
+mod score;
+
+// Helpers without exports.
+mod args;
+mod boundary;
+
+pub use infer::{steer_model_infer_profile, steer_model_infer_profiles, steer_model_infer_profiles_padded};
+pub use last_error::steer_last_error_message;
+pub use model::{
+    steer_kind, steer_kind_name, steer_model, steer_model_embedding_dim, steer_model_execution_provider,
+    steer_model_execution_provider_count, steer_model_free, steer_model_kind, steer_model_latent_dim, steer_model_load,
+    steer_model_provider_fallback, steer_model_provider_fallback_count,
+};
+pub use options::{
+    steer_execution_provider, steer_options, steer_options_add_execution_provider,
+    steer_options_clear_execution_providers, steer_options_free, steer_options_new,
+    steer_options_set_allow_cpu_fallback, steer_options_set_intra_op_threads, steer_options_set_ort_library,
+    steer_options_set_session_pool_size,
+};
+pub use profile::{steer_profile, steer_profile_free, steer_profile_latent_dim, steer_profile_new, steer_profile_read};
+pub use score::{steer_model_preference, steer_model_preference_batch, steer_model_score, steer_model_score_batch};
+pub use status::{steer_status, steer_status_name};
+pub use version::{STEER_ABI_VERSION, steer_abi_version, steer_version};

@@ -1,0 +1,167 @@
+//! Scoring options for a user, and the probability that a user prefers one option over another; one user or a
+//! batch.
+
+use ndarray::{Array2, ArrayView1};
+
+use crate::args::{Out, OutFloats, array2, array3, elements, floats};
+use crate::boundary::call;
+use crate::model::{model, steer_model};
+use crate::profile::{profile, steer_profile};
+use crate::status::steer_status;
+
+/// Scores `n` options for the user with `profile`: writes one reward per option to `out_rewards` (`n` floats),
+/// and, if `out_stds` is not NULL, one standard deviation per option to `out_stds` (`n` floats; the spread of a
+/// dpl model's reward distribution, 0 for np-btl and btl). A higher reward means the user likes the option more.
+///
+/// `options` is `n × d` floats, row-major; `d` must be the model's embedding size (else
+/// `STEER_STATUS_SHAPE_MISMATCH`). `n` 0: `STEER_STATUS_EMPTY_INPUT`; NaN or infinity: `STEER_STATUS_NON_FINITE`;
+/// a profile of another length than the model's `latent_dim`: `STEER_STATUS_PROFILE_LENGTH`; `model`, `profile`
+/// or `out_rewards` NULL (or `options` with `n * d > 0`): `STEER_STATUS_NULL_ARGUMENT`. On failure nothing is
+/// written. Thread-safe.
+///
+/// # Safety
+/// `model` and `profile` are NULL or live handles; `options` is NULL or points to `n * d` floats; `out_rewards`
+/// and `out_stds` are NULL or valid for writing `n` floats.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn steer_model_score(
+    model: *const steer_model,
+    profile: *const steer_profile,
+    options: *const f32,
+    n: usize,
+    d: usize,
+    out_rewards: *mut f32,
+    out_stds: *mut f32,
+) -> steer_status {
+    call("steer_model_score", || {
+        // SAFETY: the caller's contract, for each argument.
+        let model = unsafe { self::model(model) }?;
+        let profile = unsafe { self::profile(profile) }?;
+        let options = unsafe { array2(options, [n, d], "options") }?;
+        let rewards = unsafe { OutFloats::new(out_rewards, n.max(1), "out_rewards") }?;
+        let stds = unsafe { OutFloats::optional(out_stds, n, "out_stds") }?;
+        let scores = model.score(profile, options)?;
+        rewards.write(&scores.reward);
+        if let Some(stds) = stds {
+            stds.write(&scores.std.unwrap_or_else(|| vec![0.0; scores.reward.len()]));
+        }
+        Ok(())
+    })
+}
+
+/// Writes the probability that the user with `profile` prefers option `a` over option `b` (each `d` floats) to
+/// `*out_probability`: `sigmoid(r_a − r_b)` for np-btl and btl, and for dpl
+/// `sigmoid(sqrt(2π)·(μ_a − μ_b) / sqrt(σ_a² + σ_b²))`. The probability of preferring `b` is one minus it.
+///
+/// `d` not the model's: `STEER_STATUS_SHAPE_MISMATCH`; NaN or infinity: `STEER_STATUS_NON_FINITE`; a profile of
+/// the wrong length: `STEER_STATUS_PROFILE_LENGTH`; a NULL argument (`a`, `b` only when `d > 0`):
+/// `STEER_STATUS_NULL_ARGUMENT`. On failure `*out_probability` is not written. Thread-safe.
+///
+/// # Safety
+/// `model` and `profile` are NULL or live handles; `a` and `b` are NULL or point to `d` floats;
+/// `out_probability` is NULL or valid for writing.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn steer_model_preference(
+    model: *const steer_model,
+    profile: *const steer_profile,
+    a: *const f32,
+    b: *const f32,
+    d: usize,
+    out_probability: *mut f32,
+) -> steer_status {
+    call("steer_model_preference", || {
+        // SAFETY: the caller's contract, for each argument.
+        let model = unsafe { self::model(model) }?;
+        let profile = unsafe { self::profile(profile) }?;
+        let a = unsafe { floats(a, d, "a") }?;
+        let b = unsafe { floats(b, d, "b") }?;
+        let out = unsafe { Out::new(out_probability, "out_probability") }?;
+        out.write(model.preference(profile, ArrayView1::from(a), ArrayView1::from(b))?);
+        Ok(())
+    })
+}
+
+/// Scores a batch: user `i` (row `i` of `z`, `batch × latent_dim` floats, e.g. from `steer_model_infer_profiles`)
+/// gets the `n` options in row `i` of `options` (`batch × n × d` floats). Writes `batch × n` rewards to
+/// `out_rewards` and, if `out_stds` is not NULL, `batch × n` standard deviations to `out_stds` (0 except for dpl).
+/// All users run in one batch.
+///
+/// For btl and dpl `latent_dim` is 0 and `z` may be NULL. `latent_dim` or `d` not the model's:
+/// `STEER_STATUS_SHAPE_MISMATCH`; `batch` or `n` 0: `STEER_STATUS_EMPTY_INPUT`; NaN or infinity:
+/// `STEER_STATUS_NON_FINITE`; `model` or `out_rewards` NULL, or an input NULL although it has elements:
+/// `STEER_STATUS_NULL_ARGUMENT`. On failure nothing is written. Thread-safe.
+///
+/// # Safety
+/// `model` is NULL or a live handle; `z` is NULL or points to `batch * latent_dim` floats, `options` to
+/// `batch * n * d` floats; `out_rewards` and `out_stds` are NULL or valid for writing `batch * n` floats.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn steer_model_score_batch(
+    model: *const steer_model,
+    z: *const f32,
+    batch: usize,
+    latent_dim: usize,
+    options: *const f32,
+    n: usize,
+    d: usize,
+    out_rewards: *mut f32,
+    out_stds: *mut f32,
+) -> steer_status {
+    call("steer_model_score_batch", || {
+        let len = elements("out_rewards", &[batch, n])?;
+        // SAFETY: the caller's contract, for each argument.
+        let model = unsafe { self::model(model) }?;
+        let z = unsafe { array2(z, [batch, latent_dim], "z") }?;
+        let options = unsafe { array3(options, [batch, n, d], "options") }?;
+        let rewards = unsafe { OutFloats::new(out_rewards, len.max(1), "out_rewards") }?;
+        let stds = unsafe { OutFloats::optional(out_stds, len, "out_stds") }?;
+        let scores = model.score_batch(z, options)?;
+        rewards.write(&row_major(&scores.reward));
+        if let Some(stds) = stds {
+            stds.write(&scores.std.as_ref().map_or_else(|| vec![0.0; len], row_major));
+        }
+        Ok(())
+    })
+}
+
+/// Preference probabilities for a batch: entry `[i, j]` of `out_probabilities` (`batch × n` floats) is the
+/// probability that user `i` (row `i` of `z`, `batch × latent_dim` floats) prefers option `a[i, j]` over option
+/// `b[i, j]` (`a` and `b` are `batch × n × d` floats). Scores `a` and `b` in one run.
+///
+/// For btl and dpl `latent_dim` is 0 and `z` may be NULL. `latent_dim` or `d` not the model's:
+/// `STEER_STATUS_SHAPE_MISMATCH`; `batch` or `n` 0: `STEER_STATUS_EMPTY_INPUT`; NaN or infinity:
+/// `STEER_STATUS_NON_FINITE`; `model` or `out_probabilities` NULL, or an input NULL although it has elements:
+/// `STEER_STATUS_NULL_ARGUMENT`. On failure nothing is written. Thread-safe.
+///
+/// # Safety
+/// `model` is NULL or a live handle; `z` is NULL or points to `batch * latent_dim` floats, `a` and `b` to
+/// `batch * n * d` floats each; `out_probabilities` is NULL or valid for writing `batch * n` floats.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn steer_model_preference_batch(
+    model: *const steer_model,
+    z: *const f32,
+    batch: usize,
+    latent_dim: usize,
+    a: *const f32,
+    b: *const f32,
+    n: usize,
+    d: usize,
+    out_probabilities: *mut f32,
+) -> steer_status {
+    call("steer_model_preference_batch", || {
+        let len = elements("out_probabilities", &[batch, n])?;
+        // SAFETY: the caller's contract, for each argument.
+        let model = unsafe { self::model(model) }?;
+        let z = unsafe { array2(z, [batch, latent_dim], "z") }?;
+        let a = unsafe { array3(a, [batch, n, d], "a") }?;
+        let b = unsafe { array3(b, [batch, n, d], "b") }?;
+        let out = unsafe { OutFloats::new(out_probabilities, len.max(1), "out_probabilities") }?;
+        out.write(&row_major(&model.preference_batch(z, a, b)?));
+        Ok(())
+    })
+}
+
+/// The values of a `[batch, n]` result, row by row.
+fn row_major(values: &Array2<f32>) -> Vec<f32> {
+    values.iter().copied().collect()
+}

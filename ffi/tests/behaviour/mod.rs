@@ -1,0 +1,495 @@
+//! The behaviour suite: what a user of Steer can check, written once and run twice, through the Rust API
+//! (`tests/rust_api.rs`) and through the C ABI (`tests/c_abi.rs`). Both must give the same numbers and the same
+//! status codes.
+//!
+//! Each test body is generic over [`Api`]; `behaviour_tests!(ApiType)` turns them into `#[test]` functions. The
+//! numbers come from tiny hand-encoded ONNX graphs with known outputs (the runtime's test fixtures), so they are
+//! checked against arithmetic, not against a recording; the thread test uses the demo's real NP-BTL architecture.
+#![allow(dead_code)]
+
+#[path = "../../../runtime/tests/common/mod.rs"]
+pub mod fixtures;
+
+use std::path::{Path, PathBuf};
+
+use fixtures::{expected_reward, expected_z, test_bundle, write_bundle};
+use steer_runtime::{Dims, ExecutionProvider, ModelKind, Reward, preference_probability};
+
+/// A failed call: the runtime's `Error::code()` or the C status, and the message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub code: i32,
+    pub message: String,
+}
+
+pub type Res<T> = Result<T, Failure>;
+
+/// Load options, in the terms both APIs share; `None` keeps the default.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub intra_op_threads: Option<usize>,
+    pub session_pool_size: Option<usize>,
+    pub providers: Option<Vec<ExecutionProvider>>,
+    pub allow_cpu_fallback: bool,
+    pub ort_library: Option<PathBuf>,
+}
+
+/// Rewards and, for DPL, standard deviations (zeros for point models).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scored {
+    pub reward: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+/// The calls of the behaviour suite. Arrays are flat and row-major, with their shape beside them, as in C.
+pub trait Api {
+    type Model: Send + Sync;
+    type Profile: Send + Sync;
+
+    fn load(dir: &Path, options: &Options) -> Res<Self::Model>;
+    fn kind(model: &Self::Model) -> ModelKind;
+    fn dims(model: &Self::Model) -> Dims;
+    fn providers(model: &Self::Model) -> Vec<ExecutionProvider>;
+    fn fallbacks(model: &Self::Model) -> Vec<(ExecutionProvider, String)>;
+
+    fn infer_profile(model: &Self::Model, chosen: &[f32], rejected: &[f32], k: usize, d: usize) -> Res<Self::Profile>;
+    fn profile_from(z: &[f32]) -> Res<Self::Profile>;
+    fn profile_values(profile: &Self::Profile) -> Vec<f32>;
+    fn score(model: &Self::Model, profile: &Self::Profile, options: &[f32], n: usize, d: usize) -> Res<Scored>;
+    fn preference(model: &Self::Model, profile: &Self::Profile, a: &[f32], b: &[f32]) -> Res<f32>;
+
+    #[allow(clippy::too_many_arguments)]
+    fn infer_profiles(
+        model: &Self::Model,
+        chosen: &[f32],
+        rejected: &[f32],
+        k: &[usize],
+        max_k: usize,
+        d: usize,
+    ) -> Res<Vec<f32>>;
+    fn infer_profiles_padded(
+        model: &Self::Model,
+        context: &[f32],
+        mask: &[f32],
+        batch: usize,
+        k: usize,
+        d: usize,
+    ) -> Res<Vec<f32>>;
+    #[allow(clippy::too_many_arguments)]
+    fn score_batch(
+        model: &Self::Model,
+        z: &[f32],
+        batch: usize,
+        latent_dim: usize,
+        options: &[f32],
+        n: usize,
+        d: usize,
+    ) -> Res<Scored>;
+    #[allow(clippy::too_many_arguments)]
+    fn preference_batch(
+        model: &Self::Model,
+        z: &[f32],
+        batch: usize,
+        latent_dim: usize,
+        a: &[f32],
+        b: &[f32],
+        n: usize,
+        d: usize,
+    ) -> Res<Vec<f32>>;
+}
+
+/// Turns every test body below into a `#[test]` for one [`Api`] implementation.
+#[macro_export]
+macro_rules! behaviour_tests {
+    ($api:ty) => {
+        $crate::behaviour_tests!(
+            $api;
+            np_btl_profiles_match_the_encoder,
+            k_zero_gives_the_population_prior,
+            np_btl_scores_and_preferences_match_the_reward_graph,
+            stored_profiles_score_like_inferred_ones,
+            btl_and_dpl_need_no_profile,
+            batched_calls_match_one_call_per_user,
+            model_info_and_provider_fallback,
+            bad_values_get_stable_codes,
+            bad_bundles_get_stable_codes,
+            eight_threads_share_one_model,
+        );
+    };
+    ($api:ty; $($name:ident),+ $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                behaviour::$name::<$api>();
+            }
+        )+
+    };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Fixtures: the hand-encoded graphs compute
+//   z = (Σ_k mask·context) @ W with W[i, l] = 0.1 (i + 1)(l + 1);  reward = options·u (+ z·v);  dpl std = softplus(options·s)
+// with u = [1, 0.5, 0], v = [0.25, 0.5], s = [0.3, 0.5, 0.7].
+
+pub const D: usize = 3;
+pub const LATENT: usize = 2;
+const NP_DIMS: Dims = Dims { embedding_dim: D, latent_dim: LATENT };
+const FLAT_DIMS: Dims = Dims { embedding_dim: D, latent_dim: 0 };
+
+/// One user's two choices.
+pub const CHOSEN: [f32; 6] = [1.0, 0.5, -0.5, 0.2, 0.1, 0.0];
+pub const REJECTED: [f32; 6] = [-1.0, 0.0, 2.0, 0.3, 0.3, 0.3];
+/// Their profile, by hand: the pairs sum to [1.2, 0.6, -0.5 ‖ -0.7, 0.3, 2.3], and Σ_i (i + 1)·sum_i = 13.4.
+pub const Z: [f32; 2] = [1.34, 2.68];
+/// Three options, and their rewards for that user: o·u + z·v = o·u + 1.675.
+pub const OPTIONS: [f32; 9] = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.3, -0.2, 0.9];
+pub const REWARDS: [f32; 3] = [2.675, 2.175, 1.875];
+/// sigmoid(2.675 - 2.175).
+pub const P_0_OVER_1: f32 = 0.622_459_3;
+
+pub fn bundle(root: &Path, kind: ModelKind) -> PathBuf {
+    fixtures::ensure_ort();
+    let dims = if kind.is_conditioned() { NP_DIMS } else { FLAT_DIMS };
+    test_bundle(&root.join(kind.as_str()), kind, dims)
+}
+
+pub fn load<A: Api>(root: &Path, kind: ModelKind) -> A::Model {
+    A::load(&bundle(root, kind), &Options::default()).unwrap_or_else(|f| panic!("load {kind}: {f:?}"))
+}
+
+pub fn close(found: &[f32], expected: &[f32]) -> bool {
+    found.len() == expected.len() && found.iter().zip(expected).all(|(f, e)| (f - e).abs() <= 1e-5 * (1.0 + e.abs()))
+}
+
+#[track_caller]
+pub fn assert_close(found: &[f32], expected: &[f32]) {
+    assert!(close(found, expected), "found {found:?}, expected {expected:?}");
+}
+
+#[track_caller]
+pub fn assert_code<T>(result: Res<T>, code: i32, needle: &str) {
+    match result {
+        Ok(_) => panic!("expected code {code}, got success"),
+        Err(failure) => {
+            assert_eq!(failure.code, code, "{}", failure.message);
+            assert!(failure.message.contains(needle), "message {:?} lacks {needle:?}", failure.message);
+        }
+    }
+}
+
+fn rows(flat: &[f32], d: usize) -> Vec<Vec<f32>> {
+    flat.chunks(d).map(<[f32]>::to_vec).collect()
+}
+
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The suite.
+
+pub fn np_btl_profiles_match_the_encoder<A: Api>() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = load::<A>(tmp.path(), ModelKind::NpBtl);
+    let profile = A::infer_profile(&model, &CHOSEN, &REJECTED, 2, D).unwrap();
+    assert_close(&A::profile_values(&profile), &Z);
+    assert_close(&Z, &expected_z(&rows(&CHOSEN, D), &rows(&REJECTED, D), D, LATENT));
+    // One pair at a time adds up: the encoder sums over pairs.
+    let first = A::infer_profile(&model, &CHOSEN[..D], &REJECTED[..D], 1, D).unwrap();
+    assert_close(&A::profile_values(&first), &expected_z(&rows(&CHOSEN[..D], D), &rows(&REJECTED[..D], D), D, LATENT));
+}
+
+pub fn k_zero_gives_the_population_prior<A: Api>() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = load::<A>(tmp.path(), ModelKind::NpBtl);
+    let prior = A::infer_profile(&model, &[], &[], 0, D).unwrap();
+    assert_eq!(A::profile_values(&prior), vec![0.0, 0.0]);
+    let scores = A::score(&model, &prior, &OPTIONS, 3, D).unwrap();
+    assert_close(&scores.reward, &[1.0, 0.5, 0.3 - 0.1]);
+    let padded = A::infer_profiles_padded(&model, &[], &[], 3, 0, D).unwrap();
+    assert_eq!(padded, vec![0.0; 3 * LATENT]);
+}
+
+pub fn np_btl_scores_and_preferences_match_the_reward_graph<A: Api>() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = load::<A>(tmp.path(), ModelKind::NpBtl);
+    let profile = A::infer_profile(&model, &CHOSEN, &REJECTED, 2, D).unwrap();
+    let scores = A::score(&model, &profile, &OPTIONS, 3, D).unwrap();
+    assert_close(&scores.reward, &REWARDS);
+    assert_eq!(scores.std, vec![0.0; 3], "point models have no spread");
+    let by_formula: Vec<f32> = rows(&OPTIONS, D).iter().map(|o| expected_reward(ModelKind::NpBtl, o, &Z).0).collect();
+    assert_close(&scores.reward, &by_formula);
+
+    let p = A::preference(&model, &profile, &OPTIONS[..D], &OPTIONS[D..2 * D]).unwrap();
+    assert!((p - P_0_OVER_1).abs() < 1e-5, "{p}");
+    assert!((p - sigmoid(REWARDS[0] - REWARDS[1])).abs() < 1e-5, "{p}");
+    let q = A::preference(&model, &profile, &OPTIONS[D..2 * D], &OPTIONS[..D]).unwrap();
+    assert!((p + q - 1.0).abs() < 1e-6, "{p} + {q}");
+}
+
+pub fn stored_profiles_score_like_inferred_ones<A: Api>() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = load::<A>(tmp.path(), ModelKind::NpBtl);
+    let inferred = A::infer_profile(&model, &CHOSEN, &REJECTED, 2, D).unwrap();
+    let stored = A::profile_from(&A::profile_values(&inferred)).unwrap();
+    assert_eq!(A::profile_values(&stored), A::profile_values(&inferred));
+    assert_eq!(
+        A::score(&model, &stored, &OPTIONS, 3, D).unwrap(),
+        A::score(&model, &inferred, &OPTIONS, 3, D).unwrap()
+    );
+    let other = A::profile_from(&[0.5, -1.5]).unwrap();
+    let expected: Vec<f32> =
+        rows(&OPTIONS, D).iter().map(|o| expected_reward(ModelKind::NpBtl, o, &[0.5, -1.5]).0).collect();
+    assert_close(&A::score(&model, &other, &OPTIONS, 3, D).unwrap().reward, &expected);
+    assert_code(A::profile_from(&[0.0, f32::NAN]), 302, "profile");
+}
+
+pub fn btl_and_dpl_need_no_profile<A: Api>() {
+    let tmp = tempfile::tempdir().unwrap();
+    let options = [1.0f32, 0.0, 0.5, 0.0, 1.0, -0.5];
+    for kind in [ModelKind::Btl, ModelKind::Dpl] {
+        let model = load::<A>(tmp.path(), kind);
+        assert_eq!(A::kind(&model), kind);
+        assert_eq!(A::dims(&model), FLAT_DIMS);
+        let profile = A::infer_profile(&model, &CHOSEN, &REJECTED, 2, D).unwrap();
+        assert!(A::profile_values(&profile).is_empty());
+        let scores = A::score(&model, &profile, &options, 2, D).unwrap();
+        let expected: Vec<(f32, Option<f32>)> =
+            rows(&options, D).iter().map(|o| expected_reward(kind, o, &[])).collect();
+        assert_close(&scores.reward, &expected.iter().map(|e| e.0).collect::<Vec<_>>());
+        assert_close(&scores.std, &expected.iter().map(|e| e.1.unwrap_or(0.0)).collect::<Vec<_>>());
+        // 1.0 vs 0.5 (and for dpl, spreads softplus(0.65) vs softplus(0.15)).
+        assert_close(&scores.reward, &[1.0, 0.5]);
+        let p = A::preference(&model, &profile, &options[..D], &options[D..]).unwrap();
+        let reward = |i: usize| Reward { mean: scores.reward[i], std: (kind == ModelKind::Dpl).then(|| scores.std[i]) };
+        assert!((p - preference_probability(kind, reward(0), reward(1))).abs() < 1e-6, "{kind}: {p}");
+        if kind == ModelKind::Btl {
+            assert!((p - sigmoid(0.5)).abs() < 1e-6);
+        } else {
+            assert!(scores.std.iter().all(|s| *s > 0.0) && p > 0.5 && p < 1.0, "{p}");
+        }
+        assert_code(A::score(&model, &A::profile_from(&[1.0]).unwrap(), &options, 2, D), 305, "latent_dim = 0");
+    }
+}
+
+pub fn batched_calls_match_one_call_per_user<A: Api>() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = load::<A>(tmp.path(), ModelKind::NpBtl);
+    // Three users padded to max_k = 2: two choices, none, one.
+    let (batch, max_k) = (3, 2);
+    let mut chosen = vec![9.0f32; batch * max_k * D];
+    let mut rejected = vec![9.0f32; batch * max_k * D];
+    chosen[..2 * D].copy_from_slice(&CHOSEN);
+    rejected[..2 * D].copy_from_slice(&REJECTED);
+    chosen[2 * max_k * D..2 * max_k * D + D].copy_from_slice(&[0.7, -0.2, 0.4]);
+    rejected[2 * max_k * D..2 * max_k * D + D].copy_from_slice(&[0.0, 0.9, -0.3]);
+    let k = [2, 0, 1];
+    let z = A::infer_profiles(&model, &chosen, &rejected, &k, max_k, D).unwrap();
+    assert_eq!(z.len(), batch * LATENT);
+    for user in 0..batch {
+        let start = user * max_k * D;
+        let end = start + k[user] * D;
+        let single = A::infer_profile(&model, &chosen[start..end], &rejected[start..end], k[user], D).unwrap();
+        assert_close(&z[user * LATENT..(user + 1) * LATENT], &A::profile_values(&single));
+    }
+    assert_close(&z[..LATENT], &Z);
+
+    // The same users as padded context rows [chosen ‖ rejected] with a mask.
+    let mut context = vec![0.0f32; batch * max_k * 2 * D];
+    let mut mask = vec![0.0f32; batch * max_k];
+    for user in 0..batch {
+        for i in 0..k[user] {
+            let row = (user * max_k + i) * 2 * D;
+            let src = (user * max_k + i) * D;
+            context[row..row + D].copy_from_slice(&chosen[src..src + D]);
+            context[row + D..row + 2 * D].copy_from_slice(&rejected[src..src + D]);
+            mask[user * max_k + i] = 1.0;
+        }
+    }
+    assert_close(&A::infer_profiles_padded(&model, &context, &mask, batch, max_k, D).unwrap(), &z);
+
+    // Scores: user i's options are OPTIONS scaled by (i + 1).
+    let n = 3;
+    let options: Vec<f32> = (0..batch).flat_map(|i| OPTIONS.iter().map(move |o| o * (i + 1) as f32)).collect();
+    let scores = A::score_batch(&model, &z, batch, LATENT, &options, n, D).unwrap();
+    assert_eq!(scores.std, vec![0.0; batch * n]);
+    for user in 0..batch {
+        let profile = A::profile_from(&z[user * LATENT..(user + 1) * LATENT]).unwrap();
+        let single = A::score(&model, &profile, &options[user * n * D..(user + 1) * n * D], n, D).unwrap();
+        assert_close(&scores.reward[user * n..(user + 1) * n], &single.reward);
+    }
+    assert_close(&scores.reward[..n], &REWARDS);
+
+    // Preferences: a = options 0 and 1, b = options 1 and 2 of each user.
+    let pick = |first: usize| -> Vec<f32> {
+        (0..batch).flat_map(|u| options[(u * n + first) * D..(u * n + first + 2) * D].to_vec()).collect()
+    };
+    let (a, b) = (pick(0), pick(1));
+    let p = A::preference_batch(&model, &z, batch, LATENT, &a, &b, 2, D).unwrap();
+    assert_eq!(p.len(), batch * 2);
+    for user in 0..batch {
+        for j in 0..2 {
+            let r = &scores.reward[user * n..(user + 1) * n];
+            assert!((p[user * 2 + j] - sigmoid(r[j] - r[j + 1])).abs() < 1e-5, "user {user}, pair {j}");
+        }
+    }
+    assert!((p[0] - P_0_OVER_1).abs() < 1e-5);
+
+    // Unconditioned models take z of width 0.
+    let btl = load::<A>(tmp.path(), ModelKind::Btl);
+    let flat = A::score_batch(&btl, &[], 2, 0, &options[..2 * n * D], n, D).unwrap();
+    assert_close(&flat.reward[..n], &[1.0, 0.5, 0.2]);
+    assert!(A::infer_profiles(&btl, &chosen, &rejected, &k, max_k, D).unwrap().is_empty());
+}
+
+pub fn model_info_and_provider_fallback<A: Api>() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = bundle(tmp.path(), ModelKind::NpBtl);
+    let options = Options { intra_op_threads: Some(2), session_pool_size: Some(2), ..Options::default() };
+    let model = A::load(&dir, &options).unwrap();
+    assert_eq!(A::kind(&model), ModelKind::NpBtl);
+    assert_eq!(A::dims(&model), NP_DIMS);
+    assert_eq!(A::providers(&model), vec![ExecutionProvider::Cpu]);
+    assert!(A::fallbacks(&model).is_empty());
+
+    let cuda = ExecutionProvider::Cuda { device_id: 0 };
+    let strict = Options { providers: Some(vec![cuda, ExecutionProvider::Cpu]), ..Options::default() };
+    if cfg!(not(feature = "cuda")) {
+        assert_code(A::load(&dir, &strict), 207, "CUDA");
+        let lenient = Options { allow_cpu_fallback: true, ..strict };
+        let model = A::load(&dir, &lenient).unwrap();
+        assert_eq!(A::providers(&model), vec![ExecutionProvider::Cpu]);
+        let fallbacks = A::fallbacks(&model);
+        assert_eq!(fallbacks.len(), 1);
+        assert_eq!(fallbacks[0].0, cuda);
+        assert!(!fallbacks[0].1.is_empty());
+        let profile = A::infer_profile(&model, &CHOSEN, &REJECTED, 2, D).unwrap();
+        assert_close(&A::score(&model, &profile, &OPTIONS, 3, D).unwrap().reward, &REWARDS);
+    }
+    let bad = [
+        Options { session_pool_size: Some(0), ..Options::default() },
+        Options { providers: Some(vec![]), ..Options::default() },
+        Options { providers: Some(vec![ExecutionProvider::Cpu, cuda]), ..Options::default() },
+        Options { providers: Some(vec![ExecutionProvider::TensorRt { device_id: -1 }]), ..Options::default() },
+    ];
+    for options in bad {
+        assert_code(A::load(&dir, &options), 300, "invalid load option");
+    }
+}
+
+pub fn bad_values_get_stable_codes<A: Api>() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = load::<A>(tmp.path(), ModelKind::NpBtl);
+    let profile = A::infer_profile(&model, &CHOSEN, &REJECTED, 2, D).unwrap();
+
+    // d is not the model's embedding size.
+    assert_code(A::score(&model, &profile, &[0.0; 8], 2, 4), 301, "input `options` has shape [2, 4], expected [n, 3]");
+    assert_code(A::infer_profile(&model, &[0.0; 4], &[0.0; 4], 2, 2), 301, "chosen");
+    assert_code(A::preference(&model, &profile, &[0.0; 2], &[0.0; 2]), 301, "input `a`");
+    // NaN and infinities, with where they are.
+    let mut nan = OPTIONS;
+    nan[5] = f32::NAN;
+    assert_code(A::score(&model, &profile, &nan, 3, D), 302, "[1, 2]");
+    let mut inf = CHOSEN;
+    inf[0] = f32::INFINITY;
+    assert_code(A::infer_profile(&model, &inf, &REJECTED, 2, D), 302, "chosen");
+    assert_code(A::preference(&model, &profile, &[0.0, f32::NAN, 0.0], &OPTIONS[..D]), 302, "`a`");
+    // Nothing to score; an empty batch.
+    assert_code(A::score(&model, &profile, &[], 0, D), 303, "options");
+    assert_code(A::infer_profiles(&model, &[], &[], &[], 2, D), 303, "contexts");
+    assert_code(A::score_batch(&model, &[], 0, LATENT, &[], 3, D), 303, "options");
+    // A mask value that is neither 0 nor 1.
+    assert_code(A::infer_profiles_padded(&model, &[0.0; 12], &[1.0, 0.5], 1, 2, D), 304, "0.5");
+    // A profile of the wrong length, stored or batched.
+    let short = A::profile_from(&[1.0]).unwrap();
+    assert_code(A::score(&model, &short, &OPTIONS, 3, D), 305, "latent_dim = 2");
+    assert_code(A::preference(&model, &short, &OPTIONS[..D], &OPTIONS[D..2 * D]), 305, "latent_dim = 2");
+    assert_code(A::score_batch(&model, &[0.0; 3], 1, 3, &OPTIONS, 3, D), 301, "input `z`");
+    assert_code(A::preference_batch(&model, &Z, 1, LATENT, &OPTIONS, &nan, 3, D), 302, "`b`");
+}
+
+pub fn bad_bundles_get_stable_codes<A: Api>() {
+    let tmp = tempfile::tempdir().unwrap();
+    let options = Options::default();
+    // A folder that does not exist.
+    let missing = tmp.path().join("no-such-bundle");
+    assert_code(A::load(&missing, &options), 100, "no-such-bundle");
+
+    // A manifest that is not JSON, or cut short.
+    let dir = bundle(tmp.path(), ModelKind::NpBtl);
+    let manifest = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
+    std::fs::write(dir.join("manifest.json"), &manifest[..manifest.len() / 2]).unwrap();
+    assert_code(A::load(&dir, &options), 102, "manifest.json");
+    std::fs::write(dir.join("manifest.json"), &manifest).unwrap();
+    A::load(&dir, &options).unwrap();
+
+    // A graph listed in the manifest is missing.
+    std::fs::remove_file(dir.join("encoder.onnx")).unwrap();
+    assert_code(A::load(&dir, &options), 105, "encoder.onnx");
+
+    // A graph whose bytes changed (corrupt) or were cut short (truncated): the hash no longer matches.
+    let dir = bundle(&tmp.path().join("corrupt"), ModelKind::Btl);
+    let graph = std::fs::read(dir.join("reward.onnx")).unwrap();
+    let mut flipped = graph.clone();
+    flipped[graph.len() / 2] ^= 0xff;
+    std::fs::write(dir.join("reward.onnx"), &flipped).unwrap();
+    assert_code(A::load(&dir, &options), 106, "reward.onnx");
+    std::fs::write(dir.join("reward.onnx"), &graph[..graph.len() / 2]).unwrap();
+    assert_code(A::load(&dir, &options), 106, "corrupt");
+
+    // A truncated graph whose manifest was rewritten to match: ONNX Runtime rejects it.
+    let dir = tmp.path().join("truncated");
+    write_bundle(&dir, ModelKind::Btl, FLAT_DIMS, &[("reward.onnx", graph[..graph.len() / 2].to_vec())]);
+    assert_code(A::load(&dir, &options), 206, "reward.onnx");
+
+    // Graphs built for another embedding size than the manifest says.
+    let dir = tmp.path().join("wide");
+    let files = [("reward.onnx", fixtures::reward_graph(ModelKind::Btl, D, 0).into_bytes())];
+    write_bundle(&dir, ModelKind::Btl, Dims { embedding_dim: 4, latent_dim: 0 }, &files);
+    assert_code(A::load(&dir, &options), 107, "options");
+}
+
+/// The demo's NP-BTL architecture (d = 1) with seeded random weights, exported by the trainer.
+pub fn demo_architecture_bundle(dir: &Path) -> PathBuf {
+    fixtures::ensure_ort();
+    let config = steer_trainer::model::ModelConfig { kind: ModelKind::NpBtl, embedding_dim: 1, hidden: 64, heads: 8 };
+    let (model, _) = steer_trainer::train::init_model(&config, 3, &candle_core::Device::Cpu).unwrap();
+    let json = serde_json::json!({});
+    steer_trainer::export::write_bundle(&model, &config, dir, json.clone(), json).unwrap();
+    dir.to_path_buf()
+}
+
+pub fn eight_threads_share_one_model<A: Api>() {
+    const THREADS: usize = 8;
+    const CALLS: usize = 1_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = demo_architecture_bundle(tmp.path());
+    let options = Options { session_pool_size: Some(4), ..Options::default() };
+    let model = A::load(&dir, &options).unwrap();
+    // Each thread has its own user (k = thread + 1 choices) and scores the same candidates.
+    let users: Vec<(Vec<f32>, Vec<f32>)> = (0..THREADS)
+        .map(|t| {
+            let k = t + 1;
+            let chosen = (0..k).map(|i| 0.9 - 0.07 * (i + t) as f32 % 0.8).collect();
+            let rejected = (0..k).map(|i| 0.1 + 0.05 * (i * t) as f32 % 0.9).collect();
+            (chosen, rejected)
+        })
+        .collect();
+    let candidates = [0.55f32, 0.95, 0.1, 0.3];
+    let profiles: Vec<A::Profile> =
+        users.iter().map(|(c, r)| A::infer_profile(&model, c, r, c.len(), 1).unwrap()).collect();
+    let single: Vec<Scored> = profiles.iter().map(|p| A::score(&model, p, &candidates, 4, 1).unwrap()).collect();
+    assert!(single.windows(2).any(|w| w[0] != w[1]), "users should differ");
+
+    std::thread::scope(|scope| {
+        for (t, (profile, expected)) in profiles.iter().zip(&single).enumerate() {
+            let model = &model;
+            scope.spawn(move || {
+                for call in 0..CALLS {
+                    let scores = A::score(model, profile, &candidates, 4, 1).unwrap();
+                    assert_eq!(&scores, expected, "thread {t}, call {call}");
+                }
+            });
+        }
+    });
+}

@@ -1,0 +1,149 @@
+//! The behaviour suite through the Rust API (`steer_runtime`); `tests/c_abi.rs` runs the same suite through the C
+//! ABI.
+
+mod behaviour;
+
+use std::path::Path;
+
+use behaviour::{Api, Failure, Options, Res, Scored};
+use ndarray::{ArrayView1, ArrayView2, ArrayView3, s};
+use steer_runtime::{Context, Dims, Error, ExecutionProvider, LoadOptions, Model, ModelKind, Profile};
+
+struct RustApi;
+
+fn failure(error: Error) -> Failure {
+    Failure { code: error.code(), message: error.to_string() }
+}
+
+fn view2(data: &[f32], shape: [usize; 2]) -> ArrayView2<'_, f32> {
+    ArrayView2::from_shape(shape, data).expect("the test passes consistent shapes")
+}
+
+fn view3(data: &[f32], shape: [usize; 3]) -> ArrayView3<'_, f32> {
+    ArrayView3::from_shape(shape, data).expect("the test passes consistent shapes")
+}
+
+fn scored(reward: Vec<f32>, std: Option<Vec<f32>>) -> Scored {
+    let std = std.unwrap_or_else(|| vec![0.0; reward.len()]);
+    Scored { reward, std }
+}
+
+impl Api for RustApi {
+    type Model = Model;
+    type Profile = Profile;
+
+    fn load(dir: &Path, options: &Options) -> Res<Model> {
+        let mut load = LoadOptions::default().allow_cpu_fallback(options.allow_cpu_fallback);
+        if let Some(threads) = options.intra_op_threads {
+            load = load.intra_op_threads(threads);
+        }
+        if let Some(size) = options.session_pool_size {
+            load = load.session_pool_size(size);
+        }
+        if let Some(providers) = &options.providers {
+            load = load.execution_providers(providers.iter().copied());
+        }
+        if let Some(library) = &options.ort_library {
+            load = load.ort_library(library);
+        }
+        Model::load(dir, &load).map_err(failure)
+    }
+
+    fn kind(model: &Model) -> ModelKind {
+        model.kind()
+    }
+
+    fn dims(model: &Model) -> Dims {
+        model.dims()
+    }
+
+    fn providers(model: &Model) -> Vec<ExecutionProvider> {
+        model.execution_providers().to_vec()
+    }
+
+    fn fallbacks(model: &Model) -> Vec<(ExecutionProvider, String)> {
+        model.provider_fallbacks().iter().map(|f| (f.provider, f.reason.clone())).collect()
+    }
+
+    fn infer_profile(model: &Model, chosen: &[f32], rejected: &[f32], k: usize, d: usize) -> Res<Profile> {
+        model.infer_profile(view2(chosen, [k, d]), view2(rejected, [k, d])).map_err(failure)
+    }
+
+    fn profile_from(z: &[f32]) -> Res<Profile> {
+        Profile::from_vec(z.to_vec()).map_err(failure)
+    }
+
+    fn profile_values(profile: &Profile) -> Vec<f32> {
+        profile.as_slice().to_vec()
+    }
+
+    fn score(model: &Model, profile: &Profile, options: &[f32], n: usize, d: usize) -> Res<Scored> {
+        let scores = model.score(profile, view2(options, [n, d])).map_err(failure)?;
+        Ok(scored(scores.reward, scores.std))
+    }
+
+    fn preference(model: &Model, profile: &Profile, a: &[f32], b: &[f32]) -> Res<f32> {
+        model.preference(profile, ArrayView1::from(a), ArrayView1::from(b)).map_err(failure)
+    }
+
+    fn infer_profiles(
+        model: &Model,
+        chosen: &[f32],
+        rejected: &[f32],
+        k: &[usize],
+        max_k: usize,
+        d: usize,
+    ) -> Res<Vec<f32>> {
+        let chosen = view3(chosen, [k.len(), max_k, d]);
+        let rejected = view3(rejected, [k.len(), max_k, d]);
+        let contexts: Vec<Context<'_>> = k
+            .iter()
+            .enumerate()
+            .map(|(b, &k)| Context::new(chosen.slice(s![b, ..k, ..]), rejected.slice(s![b, ..k, ..])))
+            .collect();
+        Ok(model.infer_profiles(&contexts).map_err(failure)?.iter().copied().collect())
+    }
+
+    fn infer_profiles_padded(
+        model: &Model,
+        context: &[f32],
+        mask: &[f32],
+        batch: usize,
+        k: usize,
+        d: usize,
+    ) -> Res<Vec<f32>> {
+        let z = model.infer_profiles_padded(view3(context, [batch, k, 2 * d]), view2(mask, [batch, k]));
+        Ok(z.map_err(failure)?.iter().copied().collect())
+    }
+
+    fn score_batch(
+        model: &Model,
+        z: &[f32],
+        batch: usize,
+        latent_dim: usize,
+        options: &[f32],
+        n: usize,
+        d: usize,
+    ) -> Res<Scored> {
+        let scores =
+            model.score_batch(view2(z, [batch, latent_dim]), view3(options, [batch, n, d])).map_err(failure)?;
+        let flat = |a: &ndarray::Array2<f32>| a.iter().copied().collect::<Vec<f32>>();
+        Ok(scored(flat(&scores.reward), scores.std.as_ref().map(flat)))
+    }
+
+    fn preference_batch(
+        model: &Model,
+        z: &[f32],
+        batch: usize,
+        latent_dim: usize,
+        a: &[f32],
+        b: &[f32],
+        n: usize,
+        d: usize,
+    ) -> Res<Vec<f32>> {
+        let p = model.preference_batch(view2(z, [batch, latent_dim]), view3(a, [batch, n, d]), view3(b, [batch, n, d]));
+        Ok(p.map_err(failure)?.iter().copied().collect())
+    }
+}
+
+behaviour_tests!(RustApi);
