@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::{JsonLines, LoadOptions, PreferenceDataset, PreferencePair, Record};
+use super::{LoadOptions, PreferenceDataset, PreferencePair, Record, load_pairs};
 use crate::error::{Error, Result};
 
 /// The user types of the released files, sorted.
@@ -23,16 +23,7 @@ pub const USER_TYPES: [&str; 2] = ["harmless", "helpful"];
 /// end with its reply), [`Error::LabelOutOfRange`], [`Error::UnknownUserType`] (when
 /// `options.allowed_user_types` is set), [`Error::EmptyData`] and [`Error::Io`].
 pub fn load(path: impl AsRef<Path>, options: &LoadOptions) -> Result<PreferenceDataset> {
-    let path = path.as_ref();
-    let mut lines = JsonLines::open(path, options.skip_malformed)?;
-    let mut pairs = Vec::new();
-    while let Some(record) = lines.next_record()? {
-        pairs.push(parse(&record, options)?);
-    }
-    let skipped = lines.finish()?;
-    let mut dataset = PreferenceDataset::new(pairs);
-    dataset.skipped_lines = skipped;
-    Ok(dataset)
+    load_pairs(path.as_ref(), options, parse)
 }
 
 fn parse(record: &Record<'_>, options: &LoadOptions) -> Result<PreferencePair> {
@@ -75,7 +66,7 @@ fn parse(record: &Record<'_>, options: &LoadOptions) -> Result<PreferencePair> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::tests::{shared_data, write_fixture};
+    use crate::data::tests::{pair, shared_data, write_fixture};
     use std::collections::BTreeMap;
 
     const GOOD: &str = concat!(
@@ -84,15 +75,6 @@ mod tests {
         r#"{"prompt": "Human: how?", "responses": ["C", "D"], "label": 0, "objective": "harmless"}"#,
         "\n"
     );
-
-    fn pair(user: &str, prompt: &str, chosen: &str, rejected: &str) -> PreferencePair {
-        PreferencePair {
-            user_type: user.into(),
-            prompt: prompt.into(),
-            chosen: chosen.into(),
-            rejected: rejected.into(),
-        }
-    }
 
     fn load_text(text: &str, options: &LoadOptions) -> Result<PreferenceDataset> {
         let dir = tempfile::tempdir().unwrap();

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::{JsonLines, LoadOptions, PreferenceDataset, PreferencePair, Record};
+use super::{LoadOptions, PreferenceDataset, PreferencePair, Record, load_pairs};
 use crate::error::Result;
 
 /// Loads a per-user JSONL file (`.jsonl` or `.jsonl.gz`); each pair's user type is its `user`.
@@ -15,16 +15,7 @@ use crate::error::Result;
 /// [`crate::Error::InvalidField`] (a field of the wrong type), [`crate::Error::UnknownUserType`] (when
 /// `options.allowed_user_types` is set), [`crate::Error::EmptyData`] and [`crate::Error::Io`].
 pub fn load(path: impl AsRef<Path>, options: &LoadOptions) -> Result<PreferenceDataset> {
-    let path = path.as_ref();
-    let mut lines = JsonLines::open(path, options.skip_malformed)?;
-    let mut pairs = Vec::new();
-    while let Some(record) = lines.next_record()? {
-        pairs.push(parse(&record, options)?);
-    }
-    let skipped = lines.finish()?;
-    let mut dataset = PreferenceDataset::new(pairs);
-    dataset.skipped_lines = skipped;
-    Ok(dataset)
+    load_pairs(path.as_ref(), options, parse)
 }
 
 fn parse(record: &Record<'_>, options: &LoadOptions) -> Result<PreferencePair> {
@@ -47,20 +38,11 @@ fn parse(record: &Record<'_>, options: &LoadOptions) -> Result<PreferencePair> {
 mod tests {
     use super::*;
     use crate::Error;
-    use crate::data::tests::write_fixture;
+    use crate::data::tests::{pair, write_fixture};
 
     fn load_text(text: &str, options: &LoadOptions) -> Result<PreferenceDataset> {
         let dir = tempfile::tempdir().unwrap();
         load(write_fixture(dir.path(), "users.jsonl", text), options)
-    }
-
-    fn pair(user: &str, prompt: &str, chosen: &str, rejected: &str) -> PreferencePair {
-        PreferencePair {
-            user_type: user.into(),
-            prompt: prompt.into(),
-            chosen: chosen.into(),
-            rejected: rejected.into(),
-        }
     }
 
     #[test]

@@ -266,6 +266,24 @@ impl Record<'_> {
 
 /// A short description of a JSON value for error messages: its type and, for scalars, its value
 /// (strings cut at 40 characters).
+/// Reads every record of a JSON-lines file with `parse`, one pair per line, honouring
+/// `options.skip_malformed`. Shared by the one-pair-per-line formats.
+pub(crate) fn load_pairs(
+    path: &Path,
+    options: &LoadOptions,
+    parse: impl Fn(&Record<'_>, &LoadOptions) -> Result<PreferencePair>,
+) -> Result<PreferenceDataset> {
+    let mut lines = JsonLines::open(path, options.skip_malformed)?;
+    let mut pairs = Vec::new();
+    while let Some(record) = lines.next_record()? {
+        pairs.push(parse(&record, options)?);
+    }
+    let skipped = lines.finish()?;
+    let mut dataset = PreferenceDataset::new(pairs);
+    dataset.skipped_lines = skipped;
+    Ok(dataset)
+}
+
 pub(crate) fn describe(value: &Value) -> String {
     match value {
         Value::Null => "null".into(),
@@ -284,6 +302,16 @@ pub(crate) mod tests {
     use std::io::Write;
 
     /// Writes `text` to `name` inside `dir`, gzip-compressed when `name` ends in `.gz`.
+    /// A pair from its four fields, for expected values in tests.
+    pub(crate) fn pair(user: &str, prompt: &str, chosen: &str, rejected: &str) -> PreferencePair {
+        PreferencePair {
+            user_type: user.into(),
+            prompt: prompt.into(),
+            chosen: chosen.into(),
+            rejected: rejected.into(),
+        }
+    }
+
     pub(crate) fn write_fixture(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
         let path = dir.join(name);
         let file = File::create(&path).unwrap();
@@ -306,15 +334,6 @@ pub(crate) mod tests {
         } else {
             eprintln!("SKIPPED: {} is absent (expected beside the repository at ../shared/data)", path.display());
             None
-        }
-    }
-
-    fn pair(user: &str, prompt: &str, chosen: &str, rejected: &str) -> PreferencePair {
-        PreferencePair {
-            user_type: user.into(),
-            prompt: prompt.into(),
-            chosen: chosen.into(),
-            rejected: rejected.into(),
         }
     }
 

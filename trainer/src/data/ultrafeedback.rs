@@ -446,7 +446,7 @@ fn dirichlet_split(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::tests::write_fixture;
+    use crate::data::tests::{pair, write_fixture};
     use serde_json::json;
 
     /// A completion with helpfulness, honesty and truthfulness ratings (`0` writes `"N/A"`).
@@ -475,15 +475,6 @@ mod tests {
     fn load_text(text: &str, options: &UltraFeedbackOptions) -> Result<UltraFeedbackData> {
         let dir = tempfile::tempdir().unwrap();
         load(write_fixture(dir.path(), "uf.jsonl.gz", text), options)
-    }
-
-    fn pair(user: &str, prompt: &str, chosen: &str, rejected: &str) -> PreferencePair {
-        PreferencePair {
-            user_type: user.into(),
-            prompt: prompt.into(),
-            chosen: chosen.into(),
-            rejected: rejected.into(),
-        }
     }
 
     #[test]
