@@ -142,6 +142,16 @@ pub enum Error {
         /// The tokenizers crate's message.
         message: String,
     },
+    /// An input tensor has the wrong shape, type or size.
+    #[error("invalid input `{input}`: expected {expected}, got {got}")]
+    InvalidInput {
+        /// The input, e.g. `input_ids`.
+        input: &'static str,
+        /// What it should be.
+        expected: String,
+        /// What it was.
+        got: String,
+    },
 }
 
 impl Error {
@@ -165,6 +175,7 @@ impl Error {
             Error::EmptyData { .. } => 1015,
             Error::Gguf { .. } => 1020,
             Error::Tokenizer { .. } => 1021,
+            Error::InvalidInput { .. } => 1022,
         }
     }
 

@@ -4,7 +4,7 @@
 pub mod proto;
 
 use candle_core::Tensor;
-use candle_nn::Linear;
+use candle_nn::{Embedding, LayerNorm, Linear};
 use prost::Message;
 
 use crate::error::{Error, Result};
@@ -36,6 +36,10 @@ pub struct GraphBuilder {
 }
 
 fn value_info(name: &str, dims: &[Dim]) -> ValueInfoProto {
+    value_info_typed(name, dims, data_type::FLOAT)
+}
+
+fn value_info_typed(name: &str, dims: &[Dim], elem_type: i32) -> ValueInfoProto {
     let dim = dims
         .iter()
         .map(|d| Dimension {
@@ -48,7 +52,7 @@ fn value_info(name: &str, dims: &[Dim]) -> ValueInfoProto {
     ValueInfoProto {
         name: name.to_string(),
         r#type: Some(TypeProto {
-            tensor_type: Some(TensorTypeProto { elem_type: data_type::FLOAT, shape: Some(TensorShapeProto { dim }) }),
+            tensor_type: Some(TensorTypeProto { elem_type, shape: Some(TensorShapeProto { dim }) }),
         }),
     }
 }
@@ -56,6 +60,11 @@ fn value_info(name: &str, dims: &[Dim]) -> ValueInfoProto {
 /// An integer-list attribute.
 pub fn attr_ints(name: &str, values: &[i64]) -> AttributeProto {
     AttributeProto { name: name.into(), ints: values.to_vec(), r#type: attribute_type::INTS, ..Default::default() }
+}
+
+/// A float attribute.
+pub fn attr_float(name: &str, value: f32) -> AttributeProto {
+    AttributeProto { name: name.into(), f: value, r#type: attribute_type::FLOAT, ..Default::default() }
 }
 
 /// An integer attribute.
@@ -84,6 +93,13 @@ impl GraphBuilder {
     /// Declares a float graph input and returns its name.
     pub fn input(&mut self, name: &str, dims: &[Dim]) -> String {
         self.inputs.push(value_info(name, dims));
+        name.to_string()
+    }
+
+    /// Declares a graph input whose elements are `elem_type` (a [`data_type`] value, e.g. `data_type::INT64`) and
+    /// returns its name.
+    pub fn input_typed(&mut self, name: &str, dims: &[Dim], elem_type: i32) -> String {
+        self.inputs.push(value_info_typed(name, dims, elem_type));
         name.to_string()
     }
 
@@ -210,6 +226,41 @@ impl GraphBuilder {
         let kept = self.node("Mul", &[x, &mask], vec![]);
         let set_axis = self.constant_i64("axes", &[1]);
         self.node("ReduceSum", &[&kept, &set_axis], vec![attr_int("keepdims", 0)])
+    }
+
+    /// A candle [`Embedding`] lookup: `Gather` of the table's rows at the integer `ids` (any shape), giving
+    /// `ids.shape + [hidden]`.
+    pub fn embedding(&mut self, ids: &str, layer: &Embedding) -> Result<String> {
+        let table = self.tensor("embedding_table", layer.embeddings())?;
+        Ok(self.node("Gather", &[&table, ids], vec![attr_int("axis", 0)]))
+    }
+
+    /// A candle [`LayerNorm`] over the last axis, as opset 17's `LayerNormalization`. RMS norms (no mean removal)
+    /// are refused, since that operator always removes the mean.
+    pub fn layer_norm(&mut self, x: &str, layer: &LayerNorm) -> Result<String> {
+        if !layer.remove_mean() {
+            return Err(Error::Export("RMS norm cannot be written as LayerNormalization".into()));
+        }
+        let scale = self.tensor("ln_scale", layer.weight())?;
+        let mut inputs = vec![x.to_string(), scale];
+        if let Some(bias) = layer.bias() {
+            inputs.push(self.tensor("ln_bias", bias)?);
+        }
+        let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        let attributes = vec![attr_int("axis", -1), attr_float("epsilon", layer.eps() as f32)];
+        Ok(self.node("LayerNormalization", &inputs, attributes))
+    }
+
+    /// The exact GELU, `x · ½ · (1 + erf(x / √2))`, as candle's `gelu_erf`.
+    pub fn gelu_erf(&mut self, x: &str) -> String {
+        let sqrt2 = self.constant_f32("sqrt2", &[], &[std::f32::consts::SQRT_2]);
+        let half = self.constant_f32("half", &[], &[0.5]);
+        let one = self.constant_f32("one", &[], &[1.0]);
+        let scaled = self.node("Div", &[x, &sqrt2], vec![]);
+        let erf = self.node("Erf", &[&scaled], vec![]);
+        let erf = self.node("Add", &[&erf, &one], vec![]);
+        let halved = self.node("Mul", &[x, &half], vec![]);
+        self.node("Mul", &[&halved, &erf], vec![])
     }
 
     /// Removes the last axis (of size 1) of a rank-3 value.
