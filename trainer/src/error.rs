@@ -152,6 +152,26 @@ pub enum Error {
         /// What it was.
         got: String,
     },
+    /// An embedding cache file cannot be parsed (truncated, corrupt, or not written by this version).
+    #[error("embedding cache {path}: {message}")]
+    EmbeddingCache {
+        /// The cache file.
+        path: PathBuf,
+        /// What was wrong.
+        message: String,
+    },
+    /// An embedding cache file belongs to another model or holds vectors of another dimension.
+    #[error("embedding cache {path} was written with {what} {got}, expected {expected}")]
+    EmbeddingCacheMismatch {
+        /// The cache file.
+        path: PathBuf,
+        /// What differs: `model_id` or `dim`.
+        what: &'static str,
+        /// The value asked for.
+        expected: String,
+        /// The value in the file.
+        got: String,
+    },
 }
 
 impl Error {
@@ -176,6 +196,8 @@ impl Error {
             Error::Gguf { .. } => 1020,
             Error::Tokenizer { .. } => 1021,
             Error::InvalidInput { .. } => 1022,
+            Error::EmbeddingCache { .. } => 1023,
+            Error::EmbeddingCacheMismatch { .. } => 1024,
         }
     }
 
