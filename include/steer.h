@@ -80,6 +80,14 @@ enum steer_status
      */
     STEER_STATUS_GRAPH_SIGNATURE = 107,
     /**
+     * The bundle's `tokenizer.json` cannot be read as a tokenizer.
+     */
+    STEER_STATUS_TOKENIZER = 108,
+    /**
+     * The bundle's tokenizer does not match its manifest (another vocabulary size, a missing special token).
+     */
+    STEER_STATUS_TOKENIZER_MISMATCH = 109,
+    /**
      * No ONNX Runtime library was found; the message lists every place searched.
      */
     STEER_STATUS_ORT_NOT_FOUND = 200,
@@ -143,6 +151,14 @@ enum steer_status
      * A profile does not have the model's `latent_dim` values.
      */
     STEER_STATUS_PROFILE_LENGTH = 305,
+    /**
+     * The tokenizer failed on a text that was passed in.
+     */
+    STEER_STATUS_TOKENIZATION = 306,
+    /**
+     * A text call was made on a bundle without a text embedder (see `steer_model_has_text`).
+     */
+    STEER_STATUS_NO_TEXT_EMBEDDER = 307,
     /**
      * A required pointer argument is NULL.
      */
@@ -475,6 +491,18 @@ steer_status steer_model_embedding_dim(const struct steer_model *model, size_t *
 steer_status steer_model_latent_dim(const struct steer_model *model, size_t *out_dim);
 
 /**
+ * Writes whether the bundle has a text embedder to `*out_has_text`: `true` when it carries a tokenizer and an
+ * embedder graph, so the `steer_model_*_text` functions take prompts and responses as strings. On a bundle
+ * without one they fail with `STEER_STATUS_NO_TEXT_EMBEDDER`, and only the embedding functions apply.
+ *
+ * `model` or `out_has_text` NULL: `STEER_STATUS_NULL_ARGUMENT`. Thread-safe.
+ *
+ * # Safety
+ * `model` is NULL or a live handle from `steer_model_load`; `out_has_text` is NULL or valid for writing.
+ */
+steer_status steer_model_has_text(const struct steer_model *model, bool *out_has_text);
+
+/**
  * Writes how many execution providers the model runs on to `*out_count` (at least 1: the list always ends with
  * the CPU).
  *
@@ -739,6 +767,117 @@ steer_status steer_model_preference_batch(const struct steer_model *model,
                                           size_t n,
                                           size_t d,
                                           float *out_probabilities);
+
+/**
+ * Infers a user's profile from `k` of their choices between two responses, given as text, and writes it to
+ * `*out_profile`; the text form of `steer_model_infer_profile`.
+ *
+ * `prompts`, `chosen` and `rejected` are arrays of `k` NUL-terminated UTF-8 strings: the user preferred response
+ * `chosen[i]` over `rejected[i]` as a reply to `prompts[i]` (which may be the empty string). `k` may be 0 (then
+ * the arrays may be NULL): the profile is the population prior. For btl and dpl models the profile is empty. The
+ * caller owns the profile and releases it with `steer_profile_free`.
+ *
+ * The bundle has no text embedder (`steer_model_has_text`): `STEER_STATUS_NO_TEXT_EMBEDDER`; a string the
+ * tokenizer cannot encode: `STEER_STATUS_TOKENIZATION`; `model` or `out_profile` NULL, an array NULL with `k > 0`,
+ * or a NULL string: `STEER_STATUS_NULL_ARGUMENT`; a string that is not UTF-8: `STEER_STATUS_INVALID_UTF8` (the
+ * message names it, e.g. `chosen[2]`). On failure `*out_profile` is not written. Thread-safe.
+ *
+ * # Safety
+ * `model` is NULL or a live handle from `steer_model_load`; `prompts`, `chosen` and `rejected` are NULL or point to
+ * `k` pointers, each NULL or to a NUL-terminated string; `out_profile` is NULL or valid for writing a pointer.
+ */
+steer_status steer_model_infer_profile_text(const struct steer_model *model,
+                                            const char *const *prompts,
+                                            const char *const *chosen,
+                                            const char *const *rejected,
+                                            size_t k,
+                                            struct steer_profile **out_profile);
+
+/**
+ * Infers the profiles of `batch` users in one run, each from their own number of choices given as text, and writes
+ * them to `out_z` as `batch × latent_dim` floats (row `b` is user `b`'s profile, usable with
+ * `steer_model_score_text_batch` or `steer_profile_new`); the text form of `steer_model_infer_profiles`.
+ *
+ * `k` has `batch` entries; user `b` made `k[b]` choices (0 gives the population prior). The choices of all users
+ * are concatenated, user 0's first: `prompts`, `chosen` and `rejected` each hold `k[0] + … + k[batch − 1]`
+ * NUL-terminated UTF-8 strings, and user `b`'s are the `k[b]` entries after those of users `0 … b − 1`. `out_z`
+ * holds `out_capacity` floats; fewer than `batch × latent_dim`: `STEER_STATUS_BUFFER_TOO_SMALL`. For btl and dpl
+ * models `latent_dim` is 0 and nothing is written.
+ *
+ * `batch` 0: `STEER_STATUS_EMPTY_INPUT`; counts in `k` whose sum overflows: `STEER_STATUS_INVALID_ARGUMENT`; no text
+ * embedder: `STEER_STATUS_NO_TEXT_EMBEDDER`; a string the tokenizer cannot encode: `STEER_STATUS_TOKENIZATION`;
+ * `model` NULL, an array NULL although it has elements, or a NULL string: `STEER_STATUS_NULL_ARGUMENT`; a string
+ * that is not UTF-8: `STEER_STATUS_INVALID_UTF8`. On failure `out_z` is not written. Thread-safe.
+ *
+ * # Safety
+ * `model` is NULL or a live handle from `steer_model_load`; `k` is NULL or points to `batch` values; `prompts`,
+ * `chosen` and `rejected` are NULL or point to `k[0] + … + k[batch − 1]` pointers, each NULL or to a
+ * NUL-terminated string; `out_z` is NULL or valid for writing `out_capacity` floats.
+ */
+steer_status steer_model_infer_profiles_text(const struct steer_model *model,
+                                             const char *const *prompts,
+                                             const char *const *chosen,
+                                             const char *const *rejected,
+                                             const size_t *k,
+                                             size_t batch,
+                                             float *out_z,
+                                             size_t out_capacity);
+
+/**
+ * Scores `n` responses to `prompt` for the user with `profile`: writes one reward per response to `out_rewards`
+ * (`n` floats) and, if `out_stds` is not NULL, one standard deviation per response to `out_stds` (`n` floats; 0
+ * except for dpl); the text form of `steer_model_score`. A higher reward means the user likes the response more.
+ *
+ * `prompt` is a NUL-terminated UTF-8 string (it may be empty) and `responses` an array of `n` of them. `n` 0:
+ * `STEER_STATUS_EMPTY_INPUT`; a profile of another length than the model's `latent_dim`:
+ * `STEER_STATUS_PROFILE_LENGTH`; no text embedder: `STEER_STATUS_NO_TEXT_EMBEDDER`; a string the tokenizer cannot
+ * encode: `STEER_STATUS_TOKENIZATION`; `model`, `profile`, `prompt` or `out_rewards` NULL, `responses` NULL with
+ * `n > 0`, or a NULL response: `STEER_STATUS_NULL_ARGUMENT`; a string that is not UTF-8:
+ * `STEER_STATUS_INVALID_UTF8` (the message names it, e.g. `responses[1]`). On failure nothing is written.
+ * Thread-safe.
+ *
+ * # Safety
+ * `model` and `profile` are NULL or live handles; `prompt` is NULL or a NUL-terminated string; `responses` is NULL
+ * or points to `n` pointers, each NULL or to a NUL-terminated string; `out_rewards` and `out_stds` are NULL or
+ * valid for writing `n` floats.
+ */
+steer_status steer_model_score_text(const struct steer_model *model,
+                                    const struct steer_profile *profile,
+                                    const char *prompt,
+                                    const char *const *responses,
+                                    size_t n,
+                                    float *out_rewards,
+                                    float *out_stds);
+
+/**
+ * Scores a batch of text: user `i` (row `i` of `z`, `batch × latent_dim` floats, e.g. from
+ * `steer_model_infer_profiles_text`) gets the `n` responses `responses[i × n] … responses[i × n + n − 1]` to
+ * `prompts[i]`. Writes `batch × n` rewards to `out_rewards` and, if `out_stds` is not NULL, `batch × n` standard
+ * deviations to `out_stds` (0 except for dpl); the text form of `steer_model_score_batch`. All responses are
+ * embedded together and all users run in one batch.
+ *
+ * `prompts` holds `batch` and `responses` `batch × n` NUL-terminated UTF-8 strings. For btl and dpl `latent_dim`
+ * is 0 and `z` may be NULL. `latent_dim` not the model's: `STEER_STATUS_SHAPE_MISMATCH`; `batch` or `n` 0:
+ * `STEER_STATUS_EMPTY_INPUT`; `batch × n` overflows: `STEER_STATUS_INVALID_ARGUMENT`; NaN or infinity in `z`:
+ * `STEER_STATUS_NON_FINITE`; no text embedder: `STEER_STATUS_NO_TEXT_EMBEDDER`; a string the tokenizer cannot
+ * encode: `STEER_STATUS_TOKENIZATION`; `model` or `out_rewards` NULL, an input NULL although it has elements, or a
+ * NULL string: `STEER_STATUS_NULL_ARGUMENT`; a string that is not UTF-8: `STEER_STATUS_INVALID_UTF8`. On failure
+ * nothing is written. Thread-safe.
+ *
+ * # Safety
+ * `model` is NULL or a live handle; `z` is NULL or points to `batch * latent_dim` floats; `prompts` is NULL or
+ * points to `batch` pointers and `responses` to `batch * n` pointers, each NULL or to a NUL-terminated string;
+ * `out_rewards` and `out_stds` are NULL or valid for writing `batch * n` floats.
+ */
+steer_status steer_model_score_text_batch(const struct steer_model *model,
+                                          const float *z,
+                                          size_t batch,
+                                          size_t latent_dim,
+                                          const char *const *prompts,
+                                          const char *const *responses,
+                                          size_t n,
+                                          float *out_rewards,
+                                          float *out_stds);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -131,6 +131,27 @@ pub(crate) unsafe fn utf8<'a>(ptr: *const c_char, argument: &str, expected: &str
     })
 }
 
+/// Borrows an array of `len` NUL-terminated UTF-8 strings. The array may be NULL only when `len` is 0; no element
+/// may be NULL. A bad element is named with its index, e.g. `responses[2]`.
+///
+/// # Safety
+/// `ptr` is NULL or points to `len` pointers, each NULL or to a NUL-terminated string, none written during `'a`.
+pub(crate) unsafe fn utf8_array<'a>(
+    ptr: *const *const c_char,
+    len: usize,
+    argument: &str,
+    expected: &str,
+) -> Result<Vec<&'a str>, Failure> {
+    // SAFETY: forwarded contract.
+    let pointers = unsafe { slice(ptr, len, argument, "const char *") }?;
+    pointers
+        .iter()
+        .enumerate()
+        // SAFETY: each element is NULL or a NUL-terminated string (the caller's contract).
+        .map(|(i, &string)| unsafe { utf8(string, &format!("{argument}[{i}]"), expected) })
+        .collect()
+}
+
 /// An out-parameter, checked when the call starts and written only when it succeeds.
 pub(crate) struct Out<T>(*mut T);
 
@@ -223,6 +244,24 @@ mod tests {
         let failure = elements("x", &[usize::MAX, 2]).unwrap_err();
         assert_eq!(failure.status, steer_status::InvalidArgument);
         assert_eq!(elements("x", &[isize::MAX as usize / 4 + 1]).unwrap_err().status, steer_status::InvalidArgument);
+    }
+
+    #[test]
+    fn string_arrays_name_the_bad_element() {
+        let (yes, bad) = (c"yes".as_ptr(), c"n\xffo".as_ptr());
+        // SAFETY: arrays of valid pointers to NUL-terminated strings, or NULL.
+        unsafe {
+            assert_eq!(utf8_array(std::ptr::null(), 0, "x", "text"), Ok(vec![]));
+            assert_eq!(utf8_array([yes, yes].as_ptr(), 2, "x", "text"), Ok(vec!["yes", "yes"]));
+            let null = utf8_array(std::ptr::null(), 1, "x", "text").unwrap_err();
+            assert_eq!(null.status, steer_status::NullArgument);
+            let element = utf8_array([yes, std::ptr::null()].as_ptr(), 2, "x", "a response").unwrap_err();
+            assert_eq!(element.status, steer_status::NullArgument);
+            assert_eq!(element.message, "argument `x[1]` is NULL; expected a response");
+            let invalid = utf8_array([yes, yes, bad].as_ptr(), 3, "x", "text").unwrap_err();
+            assert_eq!(invalid.status, steer_status::InvalidUtf8);
+            assert!(invalid.message.starts_with("argument `x[2]` is not valid UTF-8"), "{}", invalid.message);
+        }
     }
 
     #[test]

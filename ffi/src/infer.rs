@@ -140,7 +140,7 @@ pub unsafe extern "C" fn steer_model_infer_profiles_padded(
 }
 
 /// Writes `[batch, latent_dim]` profiles row by row.
-fn write_z(out: OutFloats, z: &Array2<f32>) {
+pub(crate) fn write_z(out: OutFloats, z: &Array2<f32>) {
     match z.as_slice() {
         Some(values) => out.write(values),
         None => out.write(&z.iter().copied().collect::<Vec<f32>>()),

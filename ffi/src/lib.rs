@@ -35,7 +35,7 @@
 //!   The message is thread-local; it is the empty string after a call that succeeded. The pointer stays valid until
 //!   the next call on the same thread of a function that returns a `steer_status`.
 //! - **Out-parameters** (`out_*`) are written only on success. On failure they keep whatever they held.
-//! - **Ownership.** A handle returned through `steer_*_new`, `steer_model_load` or `steer_model_infer_profile` is
+//! - **Ownership.** A handle returned through `steer_*_new`, `steer_model_load` or `steer_model_infer_profile*` is
 //!   owned by the caller and released with the matching `steer_*_free`; `steer_*_free(NULL)` does nothing.
 //!   Everything the caller passes in (strings, float arrays, handles) is borrowed for the duration of the call only;
 //!   nothing keeps a pointer to it afterwards. Strings returned as `const char *` are owned by the library; the
@@ -46,7 +46,9 @@
 //!   it is not passed again; where it depends on the model (a profile's `latent_dim`) the caller passes the
 //!   buffer's capacity and gets `STEER_STATUS_BUFFER_TOO_SMALL` if it is not enough.
 //! - **NULL** handles and required pointers are rejected with `STEER_STATUS_NULL_ARGUMENT`, never dereferenced.
-//! - **Strings** passed in are NUL-terminated UTF-8; anything else is `STEER_STATUS_INVALID_UTF8`.
+//! - **Strings** passed in are NUL-terminated UTF-8; anything else is `STEER_STATUS_INVALID_UTF8`. Texts are passed
+//!   as arrays of strings (`const char *const *responses`, `n` of them); the array may be NULL only when empty, and
+//!   no string in it may be NULL. A message about one string names its index, e.g. `responses[2]`.
 //! - **Threads.** A `steer_model` may be shared by any number of threads: all functions that take a
 //!   `const steer_model *` are thread-safe (ONNX Runtime sessions are pooled; see
 //!   `steer_options_set_session_pool_size`). A `steer_profile` is immutable and may be read from many threads. A
@@ -62,11 +64,12 @@
 //! # How the API grows
 //!
 //! Profiles are opaque handles and options are set one at a time, and no structure is passed by value, so new
-//! capabilities are new functions beside the existing ones. Profiles from text will be
-//! `steer_model_infer_profile_text(model, prompts, chosen, rejected, k, &profile)` returning the same
-//! `steer_profile`; scoring text will take a `const char *const *responses` array and fill the same `out_rewards`
-//! buffer; generation will stream through a callback `bool (*)(void *user_data, const char *token, ...)` that
-//! returns `false` to stop, with the token borrowed for the duration of the callback.
+//! capabilities are new functions beside the existing ones. Profiles from text,
+//! `steer_model_infer_profile_text(model, prompts, chosen, rejected, k, &profile)`, return the same
+//! `steer_profile`, and scoring text (`steer_model_score_text`) takes a `const char *const *responses` array and
+//! fills the same `out_rewards` buffer, on bundles with a text embedder (`steer_model_has_text`); generation will
+//! stream through a callback `bool (*)(void *user_data, const char *token, ...)` that returns `false` to stop, with
+//! the token borrowed for the duration of the callback.
 //!
 //! # Finding ONNX Runtime
 //!
@@ -97,6 +100,8 @@ mod infer;
 
 mod score;
 
+mod text;
+
 // Helpers without exports.
 mod args;
 mod boundary;
@@ -105,8 +110,8 @@ pub use infer::{steer_model_infer_profile, steer_model_infer_profiles, steer_mod
 pub use last_error::steer_last_error_message;
 pub use model::{
     steer_kind, steer_kind_name, steer_model, steer_model_embedding_dim, steer_model_execution_provider,
-    steer_model_execution_provider_count, steer_model_free, steer_model_kind, steer_model_latent_dim, steer_model_load,
-    steer_model_provider_fallback, steer_model_provider_fallback_count,
+    steer_model_execution_provider_count, steer_model_free, steer_model_has_text, steer_model_kind,
+    steer_model_latent_dim, steer_model_load, steer_model_provider_fallback, steer_model_provider_fallback_count,
 };
 pub use options::{
     steer_execution_provider, steer_options, steer_options_add_execution_provider,
@@ -117,4 +122,8 @@ pub use options::{
 pub use profile::{steer_profile, steer_profile_free, steer_profile_latent_dim, steer_profile_new, steer_profile_read};
 pub use score::{steer_model_preference, steer_model_preference_batch, steer_model_score, steer_model_score_batch};
 pub use status::{steer_status, steer_status_name};
+pub use text::{
+    steer_model_infer_profile_text, steer_model_infer_profiles_text, steer_model_score_text,
+    steer_model_score_text_batch,
+};
 pub use version::{STEER_ABI_VERSION, steer_abi_version, steer_version};

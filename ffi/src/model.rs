@@ -179,6 +179,24 @@ pub unsafe extern "C" fn steer_model_latent_dim(model: *const steer_model, out_d
     })
 }
 
+/// Writes whether the bundle has a text embedder to `*out_has_text`: `true` when it carries a tokenizer and an
+/// embedder graph, so the `steer_model_*_text` functions take prompts and responses as strings. On a bundle
+/// without one they fail with `STEER_STATUS_NO_TEXT_EMBEDDER`, and only the embedding functions apply.
+///
+/// `model` or `out_has_text` NULL: `STEER_STATUS_NULL_ARGUMENT`. Thread-safe.
+///
+/// # Safety
+/// `model` is NULL or a live handle from `steer_model_load`; `out_has_text` is NULL or valid for writing.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn steer_model_has_text(model: *const steer_model, out_has_text: *mut bool) -> steer_status {
+    call("steer_model_has_text", || {
+        // SAFETY: the caller's contract, for each argument.
+        let model = unsafe { self::model(model) }?;
+        unsafe { Out::new(out_has_text, "out_has_text") }?.write(model.embedder().is_some());
+        Ok(())
+    })
+}
+
 /// Writes how many execution providers the model runs on to `*out_count` (at least 1: the list always ends with
 /// the CPU).
 ///

@@ -162,6 +162,6 @@ pub unsafe extern "C" fn steer_model_preference_batch(
 }
 
 /// The values of a `[batch, n]` result, row by row.
-fn row_major(values: &Array2<f32>) -> Vec<f32> {
+pub(crate) fn row_major(values: &Array2<f32>) -> Vec<f32> {
     values.iter().copied().collect()
 }

@@ -32,6 +32,10 @@ pub enum steer_status {
     HashMismatch = 106,
     /// A graph's inputs or outputs do not match the manifest.
     GraphSignature = 107,
+    /// The bundle's `tokenizer.json` cannot be read as a tokenizer.
+    Tokenizer = 108,
+    /// The bundle's tokenizer does not match its manifest (another vocabulary size, a missing special token).
+    TokenizerMismatch = 109,
     /// No ONNX Runtime library was found; the message lists every place searched.
     OrtNotFound = 200,
     /// The ONNX Runtime file cannot be loaded as a shared library.
@@ -64,6 +68,10 @@ pub enum steer_status {
     InvalidMask = 304,
     /// A profile does not have the model's `latent_dim` values.
     ProfileLength = 305,
+    /// The tokenizer failed on a text that was passed in.
+    Tokenization = 306,
+    /// A text call was made on a bundle without a text embedder (see `steer_model_has_text`).
+    NoTextEmbedder = 307,
     /// A required pointer argument is NULL.
     NullArgument = 400,
     /// A string argument is not valid UTF-8.
@@ -82,7 +90,7 @@ pub enum steer_status {
 }
 
 /// Every status, in the order of their values.
-const ALL: [steer_status; 32] = [
+const ALL: [steer_status; 36] = [
     steer_status::Ok,
     steer_status::BundleNotFound,
     steer_status::Io,
@@ -92,6 +100,8 @@ const ALL: [steer_status; 32] = [
     steer_status::MissingFile,
     steer_status::HashMismatch,
     steer_status::GraphSignature,
+    steer_status::Tokenizer,
+    steer_status::TokenizerMismatch,
     steer_status::OrtNotFound,
     steer_status::OrtLoad,
     steer_status::OrtNotOnnxRuntime,
@@ -108,6 +118,8 @@ const ALL: [steer_status; 32] = [
     steer_status::EmptyInput,
     steer_status::InvalidMask,
     steer_status::ProfileLength,
+    steer_status::Tokenization,
+    steer_status::NoTextEmbedder,
     steer_status::NullArgument,
     steer_status::InvalidUtf8,
     steer_status::BufferTooSmall,
@@ -158,6 +170,8 @@ impl steer_status {
             steer_status::MissingFile => "STEER_STATUS_MISSING_FILE\0",
             steer_status::HashMismatch => "STEER_STATUS_HASH_MISMATCH\0",
             steer_status::GraphSignature => "STEER_STATUS_GRAPH_SIGNATURE\0",
+            steer_status::Tokenizer => "STEER_STATUS_TOKENIZER\0",
+            steer_status::TokenizerMismatch => "STEER_STATUS_TOKENIZER_MISMATCH\0",
             steer_status::OrtNotFound => "STEER_STATUS_ORT_NOT_FOUND\0",
             steer_status::OrtLoad => "STEER_STATUS_ORT_LOAD\0",
             steer_status::OrtNotOnnxRuntime => "STEER_STATUS_ORT_NOT_ONNX_RUNTIME\0",
@@ -174,6 +188,8 @@ impl steer_status {
             steer_status::EmptyInput => "STEER_STATUS_EMPTY_INPUT\0",
             steer_status::InvalidMask => "STEER_STATUS_INVALID_MASK\0",
             steer_status::ProfileLength => "STEER_STATUS_PROFILE_LENGTH\0",
+            steer_status::Tokenization => "STEER_STATUS_TOKENIZATION\0",
+            steer_status::NoTextEmbedder => "STEER_STATUS_NO_TEXT_EMBEDDER\0",
             steer_status::NullArgument => "STEER_STATUS_NULL_ARGUMENT\0",
             steer_status::InvalidUtf8 => "STEER_STATUS_INVALID_UTF8\0",
             steer_status::BufferTooSmall => "STEER_STATUS_BUFFER_TOO_SMALL\0",

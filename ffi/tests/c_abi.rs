@@ -341,6 +341,152 @@ impl Api for CApi {
         check(status)?;
         Ok(p)
     }
+
+    fn has_text(model: &CModel) -> bool {
+        // Not the answer either way, so a call that writes nothing shows.
+        let mut has_text = std::mem::MaybeUninit::<bool>::uninit();
+        // SAFETY: a live model and a valid out-pointer; read only after a successful call wrote it.
+        unsafe {
+            check(steer_model_has_text(model.0, has_text.as_mut_ptr())).unwrap();
+            has_text.assume_init()
+        }
+    }
+
+    fn infer_profile_text(model: &CModel, prompts: &[&str], chosen: &[&str], rejected: &[&str]) -> Res<CProfile> {
+        assert!(prompts.len() == chosen.len() && chosen.len() == rejected.len());
+        let (prompts, chosen, rejected) = (CStrings::new(prompts), CStrings::new(chosen), CStrings::new(rejected));
+        let mut profile = ptr::null_mut();
+        // SAFETY: arrays of k valid strings, a valid out-pointer.
+        let status = unsafe {
+            steer_model_infer_profile_text(
+                model.0,
+                prompts.as_ptr(),
+                chosen.as_ptr(),
+                rejected.as_ptr(),
+                prompts.len(),
+                &mut profile,
+            )
+        };
+        check(status)?;
+        Ok(CProfile(profile))
+    }
+
+    fn infer_profiles_text(
+        model: &CModel,
+        prompts: &[&str],
+        chosen: &[&str],
+        rejected: &[&str],
+        k: &[usize],
+    ) -> Res<Vec<f32>> {
+        assert!(prompts.len() == chosen.len() && chosen.len() == rejected.len());
+        let (prompts, chosen, rejected) = (CStrings::new(prompts), CStrings::new(chosen), CStrings::new(rejected));
+        let len = k.len() * count(model, steer_model_latent_dim);
+        let mut z = vec![f32::NAN; len];
+        // SAFETY: arrays of Σk valid strings, k.len() counts, an output of `len` floats.
+        let status = unsafe {
+            steer_model_infer_profiles_text(
+                model.0,
+                prompts.as_ptr(),
+                chosen.as_ptr(),
+                rejected.as_ptr(),
+                k.as_ptr(),
+                k.len(),
+                z.as_mut_ptr(),
+                len,
+            )
+        };
+        check(status)?;
+        Ok(z)
+    }
+
+    fn score_text(model: &CModel, profile: &CProfile, prompt: &str, responses: &[&str]) -> Res<Scored> {
+        let n = responses.len();
+        let prompt = CString::new(prompt).unwrap();
+        let responses = CStrings::new(responses);
+        let (mut reward, mut std) = (vec![f32::NAN; n], vec![f32::NAN; n]);
+        // SAFETY: a valid string, n valid strings, n floats out each.
+        let status = unsafe {
+            steer_model_score_text(
+                model.0,
+                profile.0,
+                prompt.as_ptr(),
+                responses.as_ptr(),
+                n,
+                reward.as_mut_ptr(),
+                std.as_mut_ptr(),
+            )
+        };
+        check(status)?;
+        // Without the optional stds, the rewards are the same.
+        let mut only = vec![f32::NAN; n];
+        // SAFETY: as above, with out_stds NULL.
+        let status = unsafe {
+            steer_model_score_text(
+                model.0,
+                profile.0,
+                prompt.as_ptr(),
+                responses.as_ptr(),
+                n,
+                only.as_mut_ptr(),
+                ptr::null_mut(),
+            )
+        };
+        check(status).unwrap();
+        assert_eq!(only, reward);
+        Ok(Scored { reward, std })
+    }
+
+    fn score_text_batch(
+        model: &CModel,
+        z: &[f32],
+        batch: usize,
+        latent_dim: usize,
+        prompts: &[&str],
+        responses: &[&str],
+        n: usize,
+    ) -> Res<Scored> {
+        assert!(z.len() == batch * latent_dim && prompts.len() == batch && responses.len() == batch * n);
+        let (prompts, responses) = (CStrings::new(prompts), CStrings::new(responses));
+        let (mut reward, mut std) = (vec![f32::NAN; batch * n], vec![f32::NAN; batch * n]);
+        // SAFETY: arrays of the stated lengths, outputs of batch * n floats.
+        let status = unsafe {
+            steer_model_score_text_batch(
+                model.0,
+                z.as_ptr(),
+                batch,
+                latent_dim,
+                prompts.as_ptr(),
+                responses.as_ptr(),
+                n,
+                reward.as_mut_ptr(),
+                std.as_mut_ptr(),
+            )
+        };
+        check(status)?;
+        Ok(Scored { reward, std })
+    }
+}
+
+/// Owned NUL-terminated copies of some strings and the `const char *const *` array C takes.
+struct CStrings {
+    _owned: Vec<CString>,
+    pointers: Vec<*const std::ffi::c_char>,
+}
+
+impl CStrings {
+    fn new(strings: &[&str]) -> CStrings {
+        let owned: Vec<CString> = strings.iter().map(|s| CString::new(*s).unwrap()).collect();
+        let pointers = owned.iter().map(|s| s.as_ptr()).collect();
+        CStrings { _owned: owned, pointers }
+    }
+
+    fn as_ptr(&self) -> *const *const std::ffi::c_char {
+        self.pointers.as_ptr()
+    }
+
+    fn len(&self) -> usize {
+        self.pointers.len()
+    }
 }
 
 behaviour_tests!(CApi);

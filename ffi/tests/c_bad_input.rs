@@ -338,6 +338,10 @@ fn statuses_and_kinds_have_names() {
     assert_eq!(name(305), "STEER_STATUS_PROFILE_LENGTH");
     assert_eq!(name(-1), "STEER_STATUS_UNKNOWN");
     assert_eq!(name(401), "STEER_STATUS_INVALID_UTF8");
+    assert_eq!(name(108), "STEER_STATUS_TOKENIZER");
+    assert_eq!(name(109), "STEER_STATUS_TOKENIZER_MISMATCH");
+    assert_eq!(name(306), "STEER_STATUS_TOKENIZATION");
+    assert_eq!(name(307), "STEER_STATUS_NO_TEXT_EMBEDDER");
     for &status in steer_status::all() {
         assert_eq!(name(status as i32), status.name());
     }
@@ -379,6 +383,10 @@ fn every_runtime_error_code_is_a_status_with_the_same_value() {
         Error::EmptyInput { input: s.clone(), expected: s.clone() },
         Error::InvalidMask { index: vec![0], value: 0.5 },
         Error::ProfileLength { expected: 2, found: 1 },
+        Error::Tokenizer { path: path.clone(), message: s.clone() },
+        Error::TokenizerMismatch { expected: s.clone(), found: s.clone() },
+        Error::Tokenization { text: s.clone(), message: s.clone() },
+        Error::NoTextEmbedder { kind: s.clone() },
         Error::Poisoned { graph: s.clone() },
     ];
     for error in &errors {
@@ -391,4 +399,180 @@ fn every_runtime_error_code_is_a_status_with_the_same_value() {
         let runtime_range = (100..400).contains(&value) || (900..1000).contains(&value);
         assert_eq!(runtime_range, runtime_codes.contains(&value), "{status:?}: 1xx-3xx and 9xx are runtime codes");
     }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The text calls. Their arguments are checked before the model is asked for its embedder, so these run on the
+// fixture's bundle without text; the last test loads a text bundle.
+
+#[test]
+fn text_calls_reject_null_pointers_and_keep_out_parameters() {
+    let fx = Fixture::new();
+    let (m, p) = (fx.model as *const steer_model, fx.profile as *const steer_profile);
+    let one = [c"yes".as_ptr()];
+    let two = [c"yes".as_ptr(), c"no".as_ptr()];
+    let with_null = [c"yes".as_ptr(), null()];
+    let prompt = c"?".as_ptr();
+    let z = behaviour::Z;
+    let k = [1usize];
+    let mut out = [SENTINEL; 8];
+    let o = out.as_mut_ptr();
+    let mut profile_out: *mut steer_profile = null_mut();
+    let mut has_text = true;
+    let (s1, s2) = (one.as_ptr(), two.as_ptr());
+
+    // SAFETY: every pointer is NULL or valid; the library must reject the NULL ones before reading anything.
+    unsafe {
+        expect_null(steer_model_has_text(null(), &mut has_text), "steer_model_has_text", "model");
+        expect_null(steer_model_has_text(m, null_mut()), "steer_model_has_text", "out_has_text");
+
+        let f = "steer_model_infer_profile_text";
+        expect_null(steer_model_infer_profile_text(null(), s1, s1, s1, 1, &mut profile_out), f, "model");
+        // k > 0 with a NULL array.
+        expect_null(steer_model_infer_profile_text(m, null(), s1, s1, 1, &mut profile_out), f, "prompts");
+        expect_null(steer_model_infer_profile_text(m, s1, null(), s1, 1, &mut profile_out), f, "chosen");
+        expect_null(steer_model_infer_profile_text(m, s1, s1, null(), 1, &mut profile_out), f, "rejected");
+        expect_null(steer_model_infer_profile_text(m, s1, s1, s1, 1, null_mut()), f, "out_profile");
+        // A NULL string inside an array is named by its index.
+        let wn = with_null.as_ptr();
+        expect_null(steer_model_infer_profile_text(m, s2, wn, s2, 2, &mut profile_out), f, "chosen[1]");
+
+        let f = "steer_model_infer_profiles_text";
+        let kp = k.as_ptr();
+        expect_null(steer_model_infer_profiles_text(null(), s1, s1, s1, kp, 1, o, 8), f, "model");
+        expect_null(steer_model_infer_profiles_text(m, s1, s1, s1, null(), 1, o, 8), f, "k");
+        expect_null(steer_model_infer_profiles_text(m, null(), s1, s1, kp, 1, o, 8), f, "prompts");
+        expect_null(steer_model_infer_profiles_text(m, s1, null(), s1, kp, 1, o, 8), f, "chosen");
+        expect_null(steer_model_infer_profiles_text(m, s1, s1, null(), kp, 1, o, 8), f, "rejected");
+        expect_null(steer_model_infer_profiles_text(m, s1, s1, s1, kp, 1, null_mut(), 8), f, "out_z");
+        let k2 = [0usize, 2];
+        expect_null(steer_model_infer_profiles_text(m, wn, s2, s2, k2.as_ptr(), 2, o, 8), f, "prompts[1]");
+
+        let f = "steer_model_score_text";
+        expect_null(steer_model_score_text(null(), p, prompt, s2, 2, o, o), f, "model");
+        expect_null(steer_model_score_text(m, null(), prompt, s2, 2, o, o), f, "profile");
+        expect_null(steer_model_score_text(m, p, null(), s2, 2, o, o), f, "prompt");
+        expect_null(steer_model_score_text(m, p, prompt, null(), 2, o, o), f, "responses");
+        expect_null(steer_model_score_text(m, p, prompt, wn, 2, o, o), f, "responses[1]");
+        expect_null(steer_model_score_text(m, p, prompt, s2, 2, null_mut(), o), f, "out_rewards");
+
+        let f = "steer_model_score_text_batch";
+        let zp = z.as_ptr();
+        expect_null(steer_model_score_text_batch(null(), zp, 1, 2, s1, s2, 2, o, o), f, "model");
+        expect_null(steer_model_score_text_batch(m, null(), 1, 2, s1, s2, 2, o, o), f, "z");
+        expect_null(steer_model_score_text_batch(m, zp, 1, 2, null(), s2, 2, o, o), f, "prompts");
+        expect_null(steer_model_score_text_batch(m, zp, 1, 2, s1, null(), 2, o, o), f, "responses");
+        expect_null(steer_model_score_text_batch(m, zp, 1, 2, s1, wn, 2, o, o), f, "responses[1]");
+        expect_null(steer_model_score_text_batch(m, zp, 1, 2, s1, s2, 2, null_mut(), o), f, "out_rewards");
+    }
+    assert_eq!(out, [SENTINEL; 8], "out-parameters are written only on success");
+    assert!(profile_out.is_null());
+    assert!(has_text);
+}
+
+#[test]
+fn text_must_be_utf8_and_the_message_names_the_string() {
+    let fx = Fixture::new();
+    let (m, p) = (fx.model as *const steer_model, fx.profile as *const steer_profile);
+    let invalid = c"caf\xe9".as_ptr();
+    let yes = c"yes".as_ptr();
+    let with_invalid = [yes, yes, invalid];
+    let valid = [yes, yes, yes];
+    let (bad, good) = (with_invalid.as_ptr(), valid.as_ptr());
+    let z = behaviour::Z;
+    let mut out = [SENTINEL; 8];
+    let o = out.as_mut_ptr();
+    let mut profile_out = null_mut();
+    let utf8 = steer_status::InvalidUtf8;
+    // SAFETY: arrays of valid pointers to NUL-terminated strings.
+    unsafe {
+        let status = steer_model_score_text(m, p, yes, bad, 3, o, null_mut());
+        expect(status, utf8, "steer_model_score_text", "argument `responses[2]` is not valid UTF-8");
+        let status = steer_model_score_text(m, p, invalid, good, 3, o, null_mut());
+        expect(status, utf8, "steer_model_score_text", "argument `prompt` is not valid UTF-8");
+        let status = steer_model_infer_profile_text(m, good, good, bad, 3, &mut profile_out);
+        expect(status, utf8, "steer_model_infer_profile_text", "argument `rejected[2]` is not valid UTF-8");
+        let k = [1usize, 2];
+        let status = steer_model_infer_profiles_text(m, bad, good, good, k.as_ptr(), 2, o, 8);
+        expect(status, utf8, "steer_model_infer_profiles_text", "argument `prompts[2]`");
+        let status = steer_model_score_text_batch(m, z.as_ptr(), 1, 2, good, bad, 3, o, null_mut());
+        expect(status, utf8, "steer_model_score_text_batch", "argument `responses[2]`");
+    }
+    assert_eq!(out, [SENTINEL; 8]);
+    assert!(profile_out.is_null());
+}
+
+#[test]
+fn text_counts_and_capacities_are_checked() {
+    let fx = Fixture::new();
+    let m = fx.model as *const steer_model;
+    let yes = [c"yes".as_ptr(); 4];
+    let s = yes.as_ptr();
+    let z = [0.0f32; 4];
+    let mut out = [SENTINEL; 8];
+    let o = out.as_mut_ptr();
+    // SAFETY: pointers are valid for what the library may read before it rejects the sizes.
+    unsafe {
+        // Counts whose sum overflows.
+        let k = [usize::MAX, 2];
+        let status = steer_model_infer_profiles_text(m, s, s, s, k.as_ptr(), 2, o, 8);
+        expect(status, steer_status::InvalidArgument, "steer_model_infer_profiles_text", "`k` has counts");
+        // An output smaller than batch × latent_dim.
+        let k = [1usize, 1];
+        let status = steer_model_infer_profiles_text(m, s, s, s, k.as_ptr(), 2, o, 3);
+        let needle = "`out_z` holds 3 floats, but batch × latent_dim needs 4";
+        expect(status, steer_status::BufferTooSmall, "steer_model_infer_profiles_text", needle);
+        // batch × n that overflows.
+        let status = steer_model_score_text_batch(m, z.as_ptr(), 2, 2, s, s, usize::MAX, o, null_mut());
+        expect(status, steer_status::InvalidArgument, "steer_model_score_text_batch", "too large");
+    }
+    assert_eq!(out, [SENTINEL; 8]);
+}
+
+#[test]
+fn text_calls_on_a_bundle_without_text_fail_with_no_text_embedder() {
+    let fx = Fixture::new();
+    let (m, p) = (fx.model as *const steer_model, fx.profile as *const steer_profile);
+    let yes = [c"yes".as_ptr(); 2];
+    let s = yes.as_ptr();
+    let z = behaviour::Z;
+    let k = [1usize];
+    let mut out = [SENTINEL; 8];
+    let o = out.as_mut_ptr();
+    let mut profile_out = null_mut();
+    let mut has_text = true;
+    let no_text = steer_status::NoTextEmbedder;
+    let needle = "np-btl bundle has no text embedder";
+    // SAFETY: valid arguments throughout.
+    unsafe {
+        assert_eq!(steer_model_has_text(m, &mut has_text), steer_status::Ok);
+        assert!(!has_text);
+        let status = steer_model_infer_profile_text(m, s, s, s, 1, &mut profile_out);
+        expect(status, no_text, "steer_model_infer_profile_text", needle);
+        // Even with nothing to embed, a prior from text needs a text bundle.
+        let status = steer_model_infer_profile_text(m, null(), null(), null(), 0, &mut profile_out);
+        expect(status, no_text, "steer_model_infer_profile_text", needle);
+        let status = steer_model_infer_profiles_text(m, s, s, s, k.as_ptr(), 1, o, 8);
+        expect(status, no_text, "steer_model_infer_profiles_text", needle);
+        let status = steer_model_score_text(m, p, c"?".as_ptr(), s, 2, o, o);
+        expect(status, no_text, "steer_model_score_text", needle);
+        let status = steer_model_score_text_batch(m, z.as_ptr(), 1, 2, s, s, 2, o, o);
+        expect(status, no_text, "steer_model_score_text_batch", needle);
+    }
+    assert_eq!(out, [SENTINEL; 8]);
+    assert!(profile_out.is_null());
+
+    // A text bundle says it has text.
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = behaviour::text_bundle(dir.path(), ModelKind::NpBtl);
+    let path = std::ffi::CString::new(bundle.to_str().unwrap()).unwrap();
+    let mut model = null_mut();
+    // SAFETY: valid arguments; the model is freed once.
+    unsafe {
+        assert_eq!(steer_model_load(path.as_ptr(), null(), &mut model), steer_status::Ok, "{}", message());
+        has_text = false;
+        assert_eq!(steer_model_has_text(model, &mut has_text), steer_status::Ok);
+        steer_model_free(model);
+    }
+    assert!(has_text);
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use behaviour::{Api, Failure, Options, Res, Scored};
 use ndarray::{ArrayView1, ArrayView2, ArrayView3, s};
-use steer_runtime::{Context, Dims, Error, ExecutionProvider, LoadOptions, Model, ModelKind, Profile};
+use steer_runtime::{Context, Dims, Error, ExecutionProvider, LoadOptions, Model, ModelKind, Profile, TextPair};
 
 struct RustApi;
 
@@ -144,6 +144,57 @@ impl Api for RustApi {
         let p = model.preference_batch(view2(z, [batch, latent_dim]), view3(a, [batch, n, d]), view3(b, [batch, n, d]));
         Ok(p.map_err(failure)?.iter().copied().collect())
     }
+
+    fn has_text(model: &Model) -> bool {
+        model.embedder().is_some()
+    }
+
+    fn infer_profile_text(model: &Model, prompts: &[&str], chosen: &[&str], rejected: &[&str]) -> Res<Profile> {
+        model.infer_profile_text(&text_pairs(prompts, chosen, rejected)).map_err(failure)
+    }
+
+    fn infer_profiles_text(
+        model: &Model,
+        prompts: &[&str],
+        chosen: &[&str],
+        rejected: &[&str],
+        k: &[usize],
+    ) -> Res<Vec<f32>> {
+        let pairs = text_pairs(prompts, chosen, rejected);
+        let mut start = 0;
+        let users: Vec<&[TextPair<'_>]> = k
+            .iter()
+            .map(|&k| {
+                start += k;
+                &pairs[start - k..start]
+            })
+            .collect();
+        Ok(model.infer_profiles_text(&users).map_err(failure)?.iter().copied().collect())
+    }
+
+    fn score_text(model: &Model, profile: &Profile, prompt: &str, responses: &[&str]) -> Res<Scored> {
+        let scores = model.score_text(profile, prompt, responses).map_err(failure)?;
+        Ok(scored(scores.reward, scores.std))
+    }
+
+    fn score_text_batch(
+        model: &Model,
+        z: &[f32],
+        batch: usize,
+        latent_dim: usize,
+        prompts: &[&str],
+        responses: &[&str],
+        n: usize,
+    ) -> Res<Scored> {
+        let scores = model.score_text_batch(view2(z, [batch, latent_dim]), prompts, responses, n).map_err(failure)?;
+        let flat = |a: &ndarray::Array2<f32>| a.iter().copied().collect::<Vec<f32>>();
+        Ok(scored(flat(&scores.reward), scores.std.as_ref().map(flat)))
+    }
+}
+
+fn text_pairs<'a>(prompts: &[&'a str], chosen: &[&'a str], rejected: &[&'a str]) -> Vec<TextPair<'a>> {
+    assert!(prompts.len() == chosen.len() && chosen.len() == rejected.len());
+    prompts.iter().zip(chosen).zip(rejected).map(|((p, c), r)| TextPair::new(p, c, r)).collect()
 }
 
 behaviour_tests!(RustApi);

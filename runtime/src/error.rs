@@ -246,6 +246,40 @@ pub enum Error {
         found: usize,
     },
 
+    /// The bundle's `tokenizer.json` cannot be read as a Hugging Face tokenizer.
+    #[error("cannot load tokenizer {path}: {message}")]
+    Tokenizer {
+        /// The tokenizer file.
+        path: PathBuf,
+        /// The tokenizers library's message.
+        message: String,
+    },
+    /// The tokenizer does not match the bundle's text spec (another vocabulary, a missing special token).
+    #[error("the tokenizer does not match the bundle: expected {expected}, found {found}")]
+    TokenizerMismatch {
+        /// What the manifest's text spec requires.
+        expected: String,
+        /// What the tokenizer has.
+        found: String,
+    },
+    /// The tokenizer failed on an input text.
+    #[error("cannot tokenize the text starting {text:?}: {message}")]
+    Tokenization {
+        /// The first characters of the text.
+        text: String,
+        /// The tokenizers library's message.
+        message: String,
+    },
+    /// A text call was made on a bundle without a text embedder.
+    #[error(
+        "this {kind} bundle has no text embedder (no `text` in its manifest): use the embedding calls, or \
+             export the model with a text embedder"
+    )]
+    NoTextEmbedder {
+        /// The bundle's model kind.
+        kind: String,
+    },
+
     /// A session's lock was poisoned: another thread panicked while it was running the graph.
     #[error("a session of graph {graph} is unusable: another thread panicked while running it")]
     Poisoned {
@@ -268,6 +302,8 @@ impl Error {
             Error::MissingFile { .. } => 105,
             Error::HashMismatch { .. } => 106,
             Error::GraphSignature { .. } => 107,
+            Error::Tokenizer { .. } => 108,
+            Error::TokenizerMismatch { .. } => 109,
             Error::OrtNotFound { .. } => 200,
             Error::OrtLoad { .. } => 201,
             Error::OrtNotOnnxRuntime { .. } => 202,
@@ -284,6 +320,8 @@ impl Error {
             Error::EmptyInput { .. } => 303,
             Error::InvalidMask { .. } => 304,
             Error::ProfileLength { .. } => 305,
+            Error::Tokenization { .. } => 306,
+            Error::NoTextEmbedder { .. } => 307,
             Error::Poisoned { .. } => 900,
         }
     }
@@ -338,6 +376,10 @@ mod tests {
             Error::EmptyInput { input: s(), expected: s() },
             Error::InvalidMask { index: vec![0], value: 0.5 },
             Error::ProfileLength { expected: 2, found: 1 },
+            Error::Tokenizer { path: path.clone(), message: s() },
+            Error::TokenizerMismatch { expected: s(), found: s() },
+            Error::Tokenization { text: s(), message: s() },
+            Error::NoTextEmbedder { kind: s() },
             Error::Poisoned { graph: s() },
         ]
     }
@@ -356,13 +398,17 @@ mod tests {
                 | Error::InvalidManifest { .. }
                 | Error::MissingFile { .. }
                 | Error::HashMismatch { .. }
-                | Error::GraphSignature { .. } => 100..200,
+                | Error::GraphSignature { .. }
+                | Error::Tokenizer { .. }
+                | Error::TokenizerMismatch { .. } => 100..200,
                 Error::InvalidOptions { .. }
                 | Error::ShapeMismatch { .. }
                 | Error::NonFinite { .. }
                 | Error::EmptyInput { .. }
                 | Error::InvalidMask { .. }
-                | Error::ProfileLength { .. } => 300..400,
+                | Error::ProfileLength { .. }
+                | Error::Tokenization { .. }
+                | Error::NoTextEmbedder { .. } => 300..400,
                 Error::Poisoned { .. } => 900..1000,
                 _ => 200..300,
             };

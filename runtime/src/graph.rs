@@ -16,16 +16,21 @@ enum Dim {
     Fixed(usize, &'static str),
 }
 
-/// A float32 tensor a graph must take or produce.
+/// A tensor a graph must take or produce (float32 unless said otherwise).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct TensorSpec {
     name: &'static str,
+    ty: TensorElementType,
     dims: Vec<Dim>,
 }
 
 impl TensorSpec {
     fn new(name: &'static str, dims: impl Into<Vec<Dim>>) -> Self {
-        TensorSpec { name, dims: dims.into() }
+        TensorSpec { name, ty: TensorElementType::Float32, dims: dims.into() }
+    }
+
+    fn int64(name: &'static str, dims: impl Into<Vec<Dim>>) -> Self {
+        TensorSpec { name, ty: TensorElementType::Int64, dims: dims.into() }
     }
 
     fn describe(&self) -> String {
@@ -37,14 +42,15 @@ impl TensorSpec {
                 Dim::Fixed(size, from) => format!("{size} ({from})"),
             })
             .collect();
-        format!("{} [{}]", TensorElementType::Float32, dims.join(", "))
+        format!("{} [{}]", self.ty, dims.join(", "))
     }
 
     fn matches(&self, ty: &ValueType) -> bool {
-        let ValueType::Tensor { ty: TensorElementType::Float32, shape, .. } = ty else {
+        let ValueType::Tensor { ty, shape, .. } = ty else {
             return false;
         };
-        shape.len() == self.dims.len()
+        *ty == self.ty
+            && shape.len() == self.dims.len()
             && shape.iter().zip(&self.dims).all(|(&found, want)| match want {
                 Dim::Dynamic(_) => found < 0,
                 Dim::Fixed(size, _) => i64::try_from(*size).is_ok_and(|size| size == found),
@@ -88,7 +94,19 @@ impl GraphSpec {
         GraphSpec { inputs, outputs }
     }
 
-    /// Checks the session's declared inputs and outputs: the same names, float32, the same rank, dynamic axes
+    /// `input_ids`, `attention_mask` (int64 `[batch, seq]`) → `embedding` `[batch, embedding_dim]`.
+    pub(crate) fn embedder(embedding_dim: usize) -> Self {
+        let (batch, seq) = (Dim::Dynamic("batch"), Dim::Dynamic("seq"));
+        GraphSpec {
+            inputs: vec![
+                TensorSpec::int64(io::INPUT_IDS, [batch, seq]),
+                TensorSpec::int64(io::ATTENTION_MASK, [batch, seq]),
+            ],
+            outputs: vec![TensorSpec::new(io::EMBEDDING, [batch, Dim::Fixed(embedding_dim, "embedding_dim")])],
+        }
+    }
+
+    /// Checks the session's declared inputs and outputs: the same names, element types, the same rank, dynamic axes
     /// dynamic and fixed axes of the right size.
     pub(crate) fn check(&self, graph: &str, session: &Session) -> Result<()> {
         let declared = |outlets: &[ort::value::Outlet]| -> Vec<(String, ValueType)> {

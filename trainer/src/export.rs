@@ -8,6 +8,7 @@ use steer_runtime::manifest::{Dims, FORMAT_VERSION, FileEntry, Graphs, Manifest,
 use crate::error::{Error, Result};
 use crate::model::{DPL_MIN_STD, ModelConfig, NpBtl, RewardModel};
 use crate::onnx::{Dim, GraphBuilder, OPSET};
+use crate::text::embedder_files::EmbedderFiles;
 
 /// File name of the context encoder graph.
 pub const ENCODER_FILE: &str = "encoder.onnx";
@@ -92,6 +93,20 @@ pub fn write_bundle(
     training: serde_json::Value,
     metrics: serde_json::Value,
 ) -> Result<Manifest> {
+    write_bundle_with_text(model, cfg, dir, training, metrics, None)
+}
+
+/// [`write_bundle`] for a text model: the bundle also carries the embedder graph and tokenizer of `text`, so it
+/// takes `(prompt, response)` texts. Their files are hard-linked from `text.dir` where the file system allows
+/// (several bundles share one embedder), and copied otherwise.
+pub fn write_bundle_with_text(
+    model: &RewardModel,
+    cfg: &ModelConfig,
+    dir: &Path,
+    training: serde_json::Value,
+    metrics: serde_json::Value,
+    text: Option<&EmbedderFiles>,
+) -> Result<Manifest> {
     fs::create_dir_all(dir).map_err(Error::io(dir))?;
     let manifest_path = dir.join(steer_runtime::manifest::MANIFEST_FILE);
     if manifest_path.exists() {
@@ -107,6 +122,25 @@ pub fn write_bundle(
         fs::write(&path, bytes).map_err(Error::io(&path))?;
         files.push(FileEntry { path: name.to_string(), sha256: sha256_file(&path)? });
     }
+    if let Some(text) = text {
+        if text.dim != cfg.embedding_dim {
+            return Err(Error::InvalidConfig {
+                field: "embedding_dim",
+                expected: format!("the embedder's size {}", text.dim),
+                got: cfg.embedding_dim.to_string(),
+            });
+        }
+        for name in [&text.spec.embedder, &text.spec.tokenizer] {
+            let (from, to) = (text.dir.join(name), dir.join(name));
+            if to.exists() {
+                fs::remove_file(&to).map_err(Error::io(&to))?;
+            }
+            if fs::hard_link(&from, &to).is_err() {
+                fs::copy(&from, &to).map_err(Error::io(&from))?;
+            }
+            files.push(FileEntry { path: name.clone(), sha256: sha256_file(&to)? });
+        }
+    }
     let conditioned = cfg.kind.is_conditioned();
     let manifest = Manifest {
         format_version: FORMAT_VERSION,
@@ -115,6 +149,7 @@ pub fn write_bundle(
         opset: OPSET,
         graphs: Graphs { encoder: conditioned.then(|| ENCODER_FILE.to_string()), reward: REWARD_FILE.to_string() },
         files,
+        text: text.map(|t| t.spec.clone()),
         producer: format!("steer-trainer {}", env!("CARGO_PKG_VERSION")),
         training,
         metrics,

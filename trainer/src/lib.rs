@@ -18,6 +18,8 @@ pub mod run;
 pub mod sampler;
 pub mod tasks;
 pub mod text;
+pub mod text_run;
+pub mod text_task;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -10,6 +10,8 @@ use steer_trainer::eval::{EvalConfig, ZUsage};
 use steer_trainer::report::Report;
 use steer_trainer::run::{ALL_KINDS, RunDir, RunRecord, evaluate_run, train_export_evaluate};
 use steer_trainer::tasks::TaskSpec;
+use steer_trainer::text::EmbedderChoice;
+use steer_trainer::text_run::{DataFormat, TextRunRecord, eval_text, train_text};
 use steer_trainer::train::TrainConfig;
 
 #[derive(Parser)]
@@ -69,11 +71,59 @@ enum TaskName {
     Gaussian,
 }
 
+/// Text data formats (`--format`).
+#[derive(Clone, Copy, ValueEnum)]
+enum FormatName {
+    /// The built-in text task: casual and formal users (generated, no file).
+    Builtin,
+    /// HH-relabeled JSONL (`../shared/data/hh_relabeled`), user type = `objective`.
+    HhRelabeled,
+    /// Generic JSONL: {"user", "prompt", "chosen", "rejected"} per line.
+    Jsonl,
+    /// UltraFeedback, converted to the paper's HH split (helpfulness vs honesty users).
+    UltrafeedbackHh,
+    /// UltraFeedback, converted to the HHT split (adds truthfulness users).
+    UltrafeedbackHht,
+}
+
+impl FormatName {
+    fn format(self) -> DataFormat {
+        match self {
+            FormatName::Builtin => DataFormat::Builtin,
+            FormatName::HhRelabeled => DataFormat::HhRelabeled,
+            FormatName::Jsonl => DataFormat::Jsonl,
+            FormatName::UltrafeedbackHh => DataFormat::UltrafeedbackHh,
+            FormatName::UltrafeedbackHht => DataFormat::UltrafeedbackHht,
+        }
+    }
+}
+
+/// Text embedders (`--embedder`).
+#[derive(Clone, Copy, ValueEnum)]
+enum EmbedderName {
+    /// all-MiniLM-L6-v2: BERT, 384 values, mean pooling.
+    Minilm,
+    /// SmolLM2-135M-Instruct: Llama, 576 values, last token's hidden state.
+    Smollm2,
+}
+
 #[derive(clap::Args)]
 struct TrainArgs {
-    /// Task to train on.
+    /// Synthetic task to train on (ignored with --format).
     #[arg(long, value_enum, default_value = "synthetic1d")]
     task: TaskName,
+    /// Train on text instead: the data format. Trains NP-BTL, BTL-mixed and a BTL oracle per user type.
+    #[arg(long, value_enum)]
+    format: Option<FormatName>,
+    /// Training file (text formats other than builtin).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Development file, for model selection and the run's report (text formats other than builtin).
+    #[arg(long)]
+    dev: Option<PathBuf>,
+    /// Text embedder.
+    #[arg(long, value_enum, default_value = "minilm")]
+    embedder: EmbedderName,
     /// Correlation ρ for the Gaussian task.
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     rho: f64,
@@ -108,11 +158,18 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Re-evaluate the bundles of an earlier `steer train` folder through ONNX Runtime.
+    /// Re-evaluate the bundles of an earlier `steer train` folder through ONNX Runtime; for a text run, on any
+    /// file of a supported format (--format, --data).
     Eval {
-        /// The folder `steer train` wrote.
+        /// The folder `steer train` wrote (its bundles are under DIR/bundles).
+        #[arg(long, visible_alias = "run")]
+        bundle: PathBuf,
+        /// Text runs: the format of --data.
+        #[arg(long, value_enum)]
+        format: Option<FormatName>,
+        /// Text runs: the file to evaluate on (not needed for --format builtin).
         #[arg(long)]
-        run: PathBuf,
+        data: Option<PathBuf>,
         /// Held-out users per k.
         #[arg(long)]
         eval_tasks: Option<usize>,
@@ -178,6 +235,9 @@ fn print_outputs(report: &Report, out: &Path) {
             );
         }
     }
+    if let Some(text) = &report.text {
+        print_text_figures(report, text);
+    }
     println!("report: {}", out.join("report.json").display());
     println!("plot:   {}", out.join("accuracy.svg").display());
     for (model, path) in &report.bundles {
@@ -185,9 +245,60 @@ fn print_outputs(report: &Report, out: &Path) {
     }
 }
 
+/// Per-type accuracy, worst type, conflicting pairs and the share of the oracle gap NP-BTL closes.
+fn print_text_figures(report: &Report, text: &steer_trainer::report::TextFigures) {
+    println!(
+        "data: {} ({}), embedder {}, pairs per type {:?}",
+        text.data, text.format, text.embedder, text.pairs_per_type
+    );
+    // Rows are keyed by k as text; list them in numeric order.
+    let cells = |row: &std::collections::BTreeMap<String, f64>| {
+        let mut cells: Vec<(usize, f64)> = row.iter().filter_map(|(k, v)| Some((k.parse().ok()?, *v))).collect();
+        cells.sort_by_key(|&(k, _)| k);
+        cells.iter().map(|(k, v)| format!("k={k}: {v:5.1}")).collect::<Vec<_>>().join("  ")
+    };
+    println!("accuracy % on unseen pairs by user type:");
+    for (model, by_type) in &report.accuracy {
+        for (user_type, row) in by_type {
+            println!("  {model:<16} {user_type:<18} {}", cells(row));
+        }
+    }
+    for (model, row) in &text.worst_type {
+        println!("  {model:<16} {:<18} {}", "worst type", cells(row));
+    }
+    for (model, row) in &text.conflict_accuracy {
+        println!("  {model:<16} {:<18} {}", format!("conflicting ({})", text.conflicts_from), cells(row));
+    }
+    for (user_type, closed) in &text.gap_closed {
+        println!(
+            "NP-BTL at k={} closes {closed:.0}% of the gap between btl-mixed and btl-{user_type} for {user_type} users",
+            text.gap_closed_k
+        );
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     let load = cli.runtime.load_options();
     match cli.command {
+        Command::Train { args, out } if args.format.is_some() => {
+            let format = args.format.map_or(DataFormat::Builtin, FormatName::format);
+            let embedder = match args.embedder {
+                EmbedderName::Minilm => EmbedderChoice::Minilm,
+                EmbedderName::Smollm2 => EmbedderChoice::Smollm2,
+            };
+            let mut record = TextRunRecord {
+                format,
+                train_data: args.data.clone(),
+                dev_data: args.dev.clone(),
+                embedder,
+                train: train_config(&args),
+                eval: EvalConfig { n_tasks: args.eval_tasks, ..EvalConfig::default() },
+                user_types: Vec::new(),
+                models: Vec::new(),
+            };
+            let report = train_text(&mut record, &load, &out, true).context("steer train failed")?;
+            print_outputs(&report, &out);
+        }
         Command::Train { args, out } => {
             let record = RunRecord {
                 train: train_config(&args),
@@ -197,9 +308,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let report = train_export_evaluate(&record, &load, &out, true).context("steer train failed")?;
             print_outputs(&report, &out);
         }
-        Command::Eval { run, eval_tasks, out } => {
+        Command::Eval { bundle, format, data, eval_tasks, out } => {
             let eval = eval_tasks.map(|n| EvalConfig { n_tasks: n, ..EvalConfig::default() });
-            let report = evaluate_run(&run, eval, &load, &out).context("steer eval failed")?;
+            let report = match format {
+                Some(format) => eval_text(&bundle, format.format(), data.as_deref(), eval, &load, &out),
+                None => evaluate_run(&bundle, eval, &load, &out),
+            }
+            .context("steer eval failed")?;
             print_outputs(&report, &out);
         }
         Command::Identifiability { rhos, steps, max_context, eval_tasks, out } => {

@@ -56,6 +56,34 @@ pub struct Report {
     pub training: BTreeMap<String, TrainMetrics>,
     /// The training configuration.
     pub config: TrainConfig,
+    /// Text runs only: the data, the embedder, and the figures the text targets are stated in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<TextFigures>,
+}
+
+/// What a text run's report adds: where the data came from, and the per-type comparisons with the baselines.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TextFigures {
+    /// The data format (`hh-relabeled`, `builtin`, …).
+    pub format: String,
+    /// The evaluated file (or `built-in`).
+    pub data: String,
+    /// The embedder id of the bundles.
+    pub embedder: String,
+    /// Evaluated pairs per user type.
+    pub pairs_per_type: BTreeMap<String, usize>,
+    /// `{model: {k: percent}}`: the lowest accuracy over user types.
+    pub worst_type: BTreeMap<String, BTreeMap<String, f64>>,
+    /// `{model: {k: percent}}`: accuracy on the unseen pairs on which the user types disagree.
+    pub conflict_accuracy: BTreeMap<String, BTreeMap<String, f64>>,
+    /// How conflicting pairs were determined: `labels` (each pair judged by every type) or `oracles` (the
+    /// per-type oracles rank the pair in opposite orders; for data where each pair has one judge).
+    pub conflicts_from: String,
+    /// `{user type: percent}` at the largest k: (NP-BTL − BTL-mixed) / (that type's oracle − BTL-mixed), on that
+    /// type's users.
+    pub gap_closed: BTreeMap<String, f64>,
+    /// The k of `gap_closed`.
+    pub gap_closed_k: usize,
 }
 
 /// The paper's figures (method.md §6) for a task: NP-BTL as published and the authors' own run.
@@ -68,7 +96,7 @@ pub fn paper_figures(task: &TaskSpec) -> BTreeMap<String, BTreeMap<String, f64>>
             ("np-btl (paper)".to_string(), row([75.2, 80.0, 88.2, 93.6, 97.2])),
             ("np-btl (authors' run)".to_string(), row([76.4, 86.6, 94.7, 97.4, 98.9])),
         ]),
-        TaskSpec::GaussianRho { .. } => BTreeMap::new(),
+        TaskSpec::GaussianRho { .. } | TaskSpec::Text => BTreeMap::new(),
     }
 }
 

@@ -36,11 +36,19 @@ pub struct RunDir(pub PathBuf);
 impl RunDir {
     /// `DIR/bundles/<kind>`: the exported bundle.
     pub fn bundle(&self, kind: ModelKind) -> PathBuf {
-        self.0.join("bundles").join(kind.as_str())
+        self.bundle_named(kind.as_str())
+    }
+    /// `DIR/bundles/<name>`: the bundle of a named model (`np-btl`, `btl-mixed`, `btl-helpful`, …).
+    pub fn bundle_named(&self, name: &str) -> PathBuf {
+        self.0.join("bundles").join(name)
     }
     /// `DIR/checkpoints/<kind>.safetensors`: the candle weights, for parity checks and re-export.
     pub fn checkpoint(&self, kind: ModelKind) -> PathBuf {
-        self.0.join("checkpoints").join(format!("{}.safetensors", kind.as_str()))
+        self.checkpoint_named(kind.as_str())
+    }
+    /// `DIR/checkpoints/<name>.safetensors`.
+    pub fn checkpoint_named(&self, name: &str) -> PathBuf {
+        self.0.join("checkpoints").join(format!("{name}.safetensors"))
     }
     /// `DIR/run.json`.
     pub fn record(&self) -> PathBuf {
@@ -65,8 +73,19 @@ fn assemble(
     results: Vec<(ModelKind, ModelEval, Option<TrainMetrics>)>,
     bundles: BTreeMap<String, String>,
 ) -> Report {
+    let results = results.into_iter().map(|(kind, eval, metrics)| (kind.as_str().to_string(), eval, metrics)).collect();
+    assemble_named(&record.train.task.label(), record, results, bundles)
+}
+
+/// Gathers per-model evaluations, keyed by model name, into one report on task `label`.
+pub(crate) fn assemble_named(
+    label: &str,
+    record: &RunRecord,
+    results: Vec<(String, ModelEval, Option<TrainMetrics>)>,
+    bundles: BTreeMap<String, String>,
+) -> Report {
     let mut report = Report {
-        task: record.train.task.label(),
+        task: label.to_string(),
         evaluated_with: "onnxruntime".into(),
         n_tasks: record.eval.n_tasks,
         accuracy: BTreeMap::new(),
@@ -85,9 +104,9 @@ fn assemble(
         bundles,
         training: BTreeMap::new(),
         config: record.train.clone(),
+        text: None,
     };
-    for (kind, eval, metrics) in results {
-        let name = kind.as_str().to_string();
+    for (name, eval, metrics) in results {
         report.accuracy.insert(name.clone(), eval.accuracy);
         report.stderr.insert(name.clone(), eval.stderr);
         report.conflict_error.insert(name.clone(), eval.conflict_error);

@@ -4,10 +4,11 @@
 
 use candle_core::{Device, Tensor};
 use rand::Rng;
+use rand::rngs::StdRng;
 use rand::seq::index::sample;
 
 use crate::error::{Error, Result};
-use crate::tasks::{Split, Task};
+use crate::tasks::{PairSource, Split};
 
 /// How many context pairs each task gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +52,8 @@ pub struct TaskBatch {
     pub k: Vec<usize>,
     /// For each task, the indices of its targets that form the context.
     pub context_index: Vec<Vec<usize>>,
+    /// `[B, N]`: whether the user types disagree on the target pair, where the source knows.
+    pub types_disagree: Vec<Option<bool>>,
 }
 
 /// The batch as candle tensors.
@@ -81,15 +84,15 @@ impl TaskBatch {
     }
 }
 
-/// Draws batches of tasks from one split of a [`Task`].
+/// Draws batches of tasks from one split of a [`PairSource`].
 pub struct Sampler<'a> {
-    task: &'a Task,
+    task: &'a dyn PairSource,
     n_targets: usize,
 }
 
 impl<'a> Sampler<'a> {
     /// A sampler giving each task `n_targets` target pairs.
-    pub fn new(task: &'a Task, n_targets: usize) -> Result<Self> {
+    pub fn new(task: &'a dyn PairSource, n_targets: usize) -> Result<Self> {
         let smallest = [Split::Train, Split::Val, Split::Test].iter().map(|&s| task.pool(s).len()).min().unwrap_or(0);
         if n_targets == 0 || n_targets > smallest {
             return Err(Error::InvalidConfig {
@@ -102,7 +105,7 @@ impl<'a> Sampler<'a> {
     }
 
     /// Samples `batch` tasks from `split`.
-    pub fn sample(&self, split: Split, batch: usize, context: ContextSize, rng: &mut impl Rng) -> Result<TaskBatch> {
+    pub fn sample(&self, split: Split, batch: usize, context: ContextSize, rng: &mut StdRng) -> Result<TaskBatch> {
         let n = self.n_targets;
         let max_k = match context {
             ContextSize::Uniform { max } => max,
@@ -124,7 +127,18 @@ impl<'a> Sampler<'a> {
         let k_max = ks.iter().copied().max().unwrap_or(0).max(1);
         let pool = self.task.pool(split);
         let d = pool.dim;
-        let n_types = self.task.spec.user_types().len();
+        let types = self.task.user_types();
+        // Each user type must have enough pairs of its own in this split for one user's targets.
+        for (user, name) in types.iter().enumerate() {
+            let available = self.task.pairs_for(split, user).map_or(pool.len(), <[usize]>::len);
+            if available < n {
+                return Err(Error::InvalidConfig {
+                    field: "n_targets",
+                    expected: format!("<= the {available} {split:?} pairs of user type `{name}`"),
+                    got: n.to_string(),
+                });
+            }
+        }
         let mut out = TaskBatch {
             batch,
             n_targets: n,
@@ -139,16 +153,23 @@ impl<'a> Sampler<'a> {
             user_type: Vec::with_capacity(batch),
             k: ks.clone(),
             context_index: Vec::with_capacity(batch),
+            types_disagree: Vec::with_capacity(batch * n),
         };
         for (t, &k) in ks.iter().enumerate() {
-            let user = rng.random_range(0..n_types);
-            let pairs = sample(rng, pool.len(), n).into_vec();
+            let user = rng.random_range(0..types.len());
+            let eligible = self.task.pairs_for(split, user);
+            let picked = sample(rng, eligible.map_or(pool.len(), <[usize]>::len), n).into_vec();
+            let pairs: Vec<usize> = match eligible {
+                Some(eligible) => picked.iter().map(|&i| eligible[i]).collect(),
+                None => picked,
+            };
             let first_target = out.label.len();
             for &p in &pairs {
                 out.option_a.extend_from_slice(pool.a(p));
                 out.option_b.extend_from_slice(pool.b(p));
-                let a_wins = self.task.prefers_a(pool.a(p), pool.b(p), user, rng);
+                let a_wins = self.task.prefers_a(split, p, user, rng);
                 out.label.push(if a_wins { 1.0 } else { 0.0 });
+                out.types_disagree.push(self.task.types_disagree(split, p));
             }
             let mut chosen = sample(rng, n, k).into_vec();
             chosen.sort_unstable();
@@ -171,7 +192,7 @@ impl<'a> Sampler<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tasks::TaskSpec;
+    use crate::tasks::{Task, TaskSpec};
     use rand::SeedableRng;
     use rand::rngs::StdRng;
 

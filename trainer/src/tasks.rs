@@ -63,6 +63,8 @@ pub enum TaskSpec {
         /// Correlation ρ between the two coordinates, in [−1, 1].
         rho: f64,
     },
+    /// Options are embedded texts from a dataset (see the run's `run.json`); not generated here.
+    Text,
 }
 
 impl TaskSpec {
@@ -71,6 +73,7 @@ impl TaskSpec {
         match self {
             TaskSpec::Synthetic1d => "synthetic-1d".into(),
             TaskSpec::GaussianRho { rho } => format!("gaussian-rho={rho}"),
+            TaskSpec::Text => "text".into(),
         }
     }
 
@@ -79,6 +82,8 @@ impl TaskSpec {
         match self {
             TaskSpec::Synthetic1d => 1,
             TaskSpec::GaussianRho { .. } => 2,
+            // Set by the embedder; text runs take it from the data.
+            TaskSpec::Text => 0,
         }
     }
 
@@ -87,6 +92,7 @@ impl TaskSpec {
         match self {
             TaskSpec::Synthetic1d => vec!["prefers-high".into(), "prefers-middle".into()],
             TaskSpec::GaussianRho { .. } => vec!["h0".into(), "h1".into()],
+            TaskSpec::Text => Vec::new(),
         }
     }
 
@@ -102,6 +108,7 @@ impl TaskSpec {
                 }
             }
             TaskSpec::GaussianRho { .. } => option[user_type.min(1)],
+            TaskSpec::Text => 0.0,
         }
     }
 
@@ -114,6 +121,7 @@ impl TaskSpec {
             TaskSpec::Synthetic1d => (vec![0.95], vec![0.55]),
             // h0: 1 > −1; h1: −1 < 1.
             TaskSpec::GaussianRho { .. } => (vec![1.0, -1.0], vec![-1.0, 1.0]),
+            TaskSpec::Text => (Vec::new(), Vec::new()),
         }
     }
 
@@ -121,9 +129,40 @@ impl TaskSpec {
     /// (Gaussian-ρ: 1/4 + arcsin(ρ)/(2π)).
     pub fn bayes_identification_error(&self) -> Option<f64> {
         match self {
-            TaskSpec::Synthetic1d => None,
+            TaskSpec::Synthetic1d | TaskSpec::Text => None,
             TaskSpec::GaussianRho { rho } => Some(0.25 + rho.asin() / (2.0 * std::f64::consts::PI)),
         }
+    }
+}
+
+/// Where simulated users draw their pairs from: a synthetic [`Task`] or a text dataset
+/// ([`crate::text_task::TextTask`]). The sampler, training and evaluation see only this.
+pub trait PairSource: Sync {
+    /// A short display name, e.g. `synthetic-1d` or `hh-relabeled`.
+    fn label(&self) -> String;
+
+    /// Names of the hidden user types, indexed by type id.
+    fn user_types(&self) -> Vec<String>;
+
+    /// The pairs of a split.
+    fn pool(&self, split: Split) -> &PairPool;
+
+    /// The pairs of `split` a user of `user_type` may be given (indices into [`PairSource::pool`]); `None` means
+    /// all of them.
+    fn pairs_for(&self, _split: Split, _user_type: usize) -> Option<&[usize]> {
+        None
+    }
+
+    /// Whether a user of `user_type` prefers option `a` of pair `pair`; exact ties are broken by `rng`.
+    fn prefers_a(&self, split: Split, pair: usize, user_type: usize, rng: &mut StdRng) -> bool;
+
+    /// Whether the user types disagree on a pair, where that is known.
+    fn types_disagree(&self, split: Split, pair: usize) -> Option<bool>;
+
+    /// A pair that the two user types rank oppositely by a wide margin (see
+    /// [`TaskSpec::identification_probe`]), where the source has one.
+    fn identification_probe(&self) -> Option<(Vec<f32>, Vec<f32>)> {
+        None
     }
 }
 
@@ -146,6 +185,13 @@ impl Task {
         if n_pairs < 10 {
             return Err(Error::InvalidConfig { field: "n_pairs", expected: ">= 10".into(), got: n_pairs.to_string() });
         }
+        if spec == TaskSpec::Text {
+            return Err(Error::InvalidConfig {
+                field: "task",
+                expected: "a synthetic task (text tasks come from data: `steer train --format`)".into(),
+                got: "text".into(),
+            });
+        }
         if let TaskSpec::GaussianRho { rho } = spec
             && !(-1.0..=1.0).contains(&rho)
         {
@@ -155,7 +201,7 @@ impl Task {
         let dim = spec.embedding_dim();
         let draw = |rng: &mut StdRng| -> Vec<f32> {
             match spec {
-                TaskSpec::Synthetic1d => vec![rng.random::<f32>()],
+                TaskSpec::Synthetic1d | TaskSpec::Text => vec![rng.random::<f32>()],
                 TaskSpec::GaussianRho { rho } => {
                     let u: f64 = StandardNormal.sample(rng);
                     let v: f64 = StandardNormal.sample(rng);
@@ -191,6 +237,36 @@ impl Task {
     pub fn prefers_a(&self, a: &[f32], b: &[f32], user_type: usize, rng: &mut impl Rng) -> bool {
         let (ra, rb) = (self.spec.reward(a, user_type), self.spec.reward(b, user_type));
         if ra == rb { rng.random::<bool>() } else { ra > rb }
+    }
+}
+
+impl PairSource for Task {
+    fn label(&self) -> String {
+        self.spec.label()
+    }
+
+    fn user_types(&self) -> Vec<String> {
+        self.spec.user_types()
+    }
+
+    fn pool(&self, split: Split) -> &PairPool {
+        Task::pool(self, split)
+    }
+
+    fn prefers_a(&self, split: Split, pair: usize, user_type: usize, rng: &mut StdRng) -> bool {
+        let pool = Task::pool(self, split);
+        Task::prefers_a(self, pool.a(pair), pool.b(pair), user_type, rng)
+    }
+
+    fn types_disagree(&self, split: Split, pair: usize) -> Option<bool> {
+        let pool = Task::pool(self, split);
+        let (a, b) = (pool.a(pair), pool.b(pair));
+        let first = self.spec.reward(a, 0) > self.spec.reward(b, 0);
+        Some((1..self.spec.user_types().len()).any(|u| (self.spec.reward(a, u) > self.spec.reward(b, u)) != first))
+    }
+
+    fn identification_probe(&self) -> Option<(Vec<f32>, Vec<f32>)> {
+        Some(self.spec.identification_probe())
     }
 }
 

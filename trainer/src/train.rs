@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::model::{ModelConfig, RewardModel, preference_loss};
 use crate::params::SeededVarMap;
 use crate::sampler::{BatchTensors, ContextSize, Sampler};
-use crate::tasks::{Split, Task, TaskSpec};
+use crate::tasks::{PairSource, Split, TaskSpec};
 
 /// Everything that defines a training run; saved in every bundle's manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,9 +74,14 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
-    /// The model architecture this config trains for `kind`.
+    /// The model architecture this config trains for `kind` on the synthetic task.
     pub fn model_config(&self, kind: ModelKind) -> ModelConfig {
-        ModelConfig { kind, embedding_dim: self.task.embedding_dim(), hidden: self.hidden, heads: self.heads }
+        self.model_config_for(kind, self.task.embedding_dim())
+    }
+
+    /// The model architecture this config trains for `kind` on options of size `embedding_dim`.
+    pub fn model_config_for(&self, kind: ModelKind, embedding_dim: usize) -> ModelConfig {
+        ModelConfig { kind, embedding_dim, hidden: self.hidden, heads: self.heads }
     }
 
     fn validate(&self) -> Result<()> {
@@ -144,10 +149,21 @@ fn evaluate(model: &RewardModel, batch: &BatchTensors) -> Result<(f32, f32)> {
 }
 
 /// Trains one model of `kind` on `task`; shows a progress bar when `progress` is set.
-pub fn train(kind: ModelKind, task: &Task, cfg: &TrainConfig, progress: bool) -> Result<Trained> {
+pub fn train(kind: ModelKind, task: &dyn PairSource, cfg: &TrainConfig, progress: bool) -> Result<Trained> {
+    train_named(kind, kind.as_str(), task, cfg, progress)
+}
+
+/// [`train`], with `name` on the progress bar (e.g. `btl-helpful` for a per-type oracle).
+pub fn train_named(
+    kind: ModelKind,
+    name: &str,
+    task: &dyn PairSource,
+    cfg: &TrainConfig,
+    progress: bool,
+) -> Result<Trained> {
     cfg.validate()?;
     let device = Device::Cpu;
-    let config = cfg.model_config(kind);
+    let config = cfg.model_config_for(kind, task.pool(Split::Train).dim);
     let (model, params) = init_model(&config, cfg.seed, &device)?;
     let vars = params.varmap().all_vars();
     let mut opt =
@@ -166,7 +182,7 @@ pub fn train(kind: ModelKind, task: &Task, cfg: &TrainConfig, progress: bool) ->
             .map_err(|e| Error::Export(e.to_string()))?
             .progress_chars("=> "),
     );
-    bar.set_prefix(kind.as_str());
+    bar.set_prefix(name.to_string());
     let start = std::time::Instant::now();
     let (mut best_loss, mut best_acc) = evaluate(&model, &val)?;
     let mut best_step = 0;

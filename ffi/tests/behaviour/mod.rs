@@ -96,6 +96,33 @@ pub trait Api {
         n: usize,
         d: usize,
     ) -> Res<Vec<f32>>;
+
+    fn has_text(model: &Self::Model) -> bool;
+    fn infer_profile_text(
+        model: &Self::Model,
+        prompts: &[&str],
+        chosen: &[&str],
+        rejected: &[&str],
+    ) -> Res<Self::Profile>;
+    /// User `b`'s choices are the `k[b]` entries after those of the users before it.
+    fn infer_profiles_text(
+        model: &Self::Model,
+        prompts: &[&str],
+        chosen: &[&str],
+        rejected: &[&str],
+        k: &[usize],
+    ) -> Res<Vec<f32>>;
+    fn score_text(model: &Self::Model, profile: &Self::Profile, prompt: &str, responses: &[&str]) -> Res<Scored>;
+    /// Row `i` is user `z[i]` with `prompts[i]` and `responses[i * n .. (i + 1) * n]`.
+    fn score_text_batch(
+        model: &Self::Model,
+        z: &[f32],
+        batch: usize,
+        latent_dim: usize,
+        prompts: &[&str],
+        responses: &[&str],
+        n: usize,
+    ) -> Res<Scored>;
 }
 
 /// Turns every test body below into a `#[test]` for one [`Api`] implementation.
@@ -113,6 +140,10 @@ macro_rules! behaviour_tests {
             model_info_and_provider_fallback,
             bad_values_get_stable_codes,
             bad_bundles_get_stable_codes,
+            text_profiles_and_scores_match_the_embedding_calls,
+            batched_text_calls_match_one_call_per_user,
+            bad_text_calls_get_stable_codes,
+            bad_text_bundles_get_stable_codes,
             eight_threads_share_one_model,
         );
     };
@@ -447,6 +478,153 @@ pub fn bad_bundles_get_stable_codes<A: Api>() {
     let files = [("reward.onnx", fixtures::reward_graph(ModelKind::Btl, D, 0).into_bytes())];
     write_bundle(&dir, ModelKind::Btl, Dims { embedding_dim: 4, latent_dim: 0 }, &files);
     assert_code(A::load(&dir, &options), 107, "options");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Text bundles: the same graphs plus the fixtures' word-level tokenizer and mean-of-table embedder, so the text
+// calls can be checked against the embedding calls on embeddings worked out by hand.
+
+pub fn text_bundle(root: &Path, kind: ModelKind) -> PathBuf {
+    fixtures::ensure_ort();
+    let dims = if kind.is_conditioned() { NP_DIMS } else { FLAT_DIMS };
+    fixtures::text_bundle(&root.join(format!("text-{kind}")), kind, dims)
+}
+
+pub fn load_text<A: Api>(root: &Path, kind: ModelKind) -> A::Model {
+    A::load(&text_bundle(root, kind), &Options::default()).unwrap_or_else(|f| panic!("load text {kind}: {f:?}"))
+}
+
+/// Two choices of one user: (prompt, chosen, rejected).
+pub const TEXT_PROMPTS: [&str; 2] = ["the cat ?", "a dog ?"];
+pub const TEXT_CHOSEN: [&str; 2] = ["yes", "good dog"];
+pub const TEXT_REJECTED: [&str; 2] = ["no", "bad dog"];
+/// Their token ids, by hand: `[CLS] prompt response [SEP]` in the fixtures' vocabulary.
+const CHOSEN_IDS: [&[usize]; 2] = [&[1, 4, 5, 15, 13, 2], &[1, 8, 10, 15, 11, 10, 2]];
+const REJECTED_IDS: [&[usize]; 2] = [&[1, 4, 5, 15, 14, 2], &[1, 8, 10, 15, 12, 10, 2]];
+
+/// The embeddings of token-id lists, flat `[ids.len(), D]`.
+fn embeddings(ids: &[&[usize]]) -> Vec<f32> {
+    ids.iter().flat_map(|ids| fixtures::mean_embedding(ids, D)).collect()
+}
+
+pub fn text_profiles_and_scores_match_the_embedding_calls<A: Api>() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = load_text::<A>(tmp.path(), ModelKind::NpBtl);
+    assert!(A::has_text(&model));
+    let profile = A::infer_profile_text(&model, &TEXT_PROMPTS, &TEXT_CHOSEN, &TEXT_REJECTED).unwrap();
+    let (chosen, rejected) = (embeddings(&CHOSEN_IDS), embeddings(&REJECTED_IDS));
+    let by_embedding = A::infer_profile(&model, &chosen, &rejected, 2, D).unwrap();
+    assert_close(&A::profile_values(&profile), &A::profile_values(&by_embedding));
+    assert_close(&A::profile_values(&profile), &expected_z(&rows(&chosen, D), &rows(&rejected, D), D, LATENT));
+    // k = 0: the prior.
+    let prior = A::infer_profile_text(&model, &[], &[], &[]).unwrap();
+    assert_eq!(A::profile_values(&prior), vec![0.0, 0.0]);
+
+    // "?" with each response: [CLS] ? response [SEP].
+    let responses = ["yes", "the cat sat on the mat", "no"];
+    let ids: [&[usize]; 3] = [&[1, 15, 13, 2], &[1, 4, 5, 6, 7, 4, 9, 2], &[1, 15, 14, 2]];
+    let scores = A::score_text(&model, &profile, "?", &responses).unwrap();
+    let expected = A::score(&model, &profile, &embeddings(&ids), 3, D).unwrap();
+    assert_close(&scores.reward, &expected.reward);
+    assert_eq!(scores.std, vec![0.0; 3]);
+    let z = A::profile_values(&profile);
+    for (reward, option) in scores.reward.iter().zip(rows(&embeddings(&ids), D)) {
+        assert_close(&[*reward], &[expected_reward(ModelKind::NpBtl, &option, &z).0]);
+    }
+
+    // A dpl text bundle gives its spreads too.
+    let dpl = load_text::<A>(tmp.path(), ModelKind::Dpl);
+    let empty = A::infer_profile_text(&dpl, &TEXT_PROMPTS, &TEXT_CHOSEN, &TEXT_REJECTED).unwrap();
+    assert!(A::profile_values(&empty).is_empty());
+    let scores = A::score_text(&dpl, &empty, "?", &responses).unwrap();
+    assert_eq!(scores, A::score(&dpl, &empty, &embeddings(&ids), 3, D).unwrap());
+    assert!(scores.std.iter().all(|s| *s > 0.0), "{scores:?}");
+}
+
+pub fn batched_text_calls_match_one_call_per_user<A: Api>() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = load_text::<A>(tmp.path(), ModelKind::NpBtl);
+    // Users with k = 2, 0 and 1, their choices concatenated.
+    let k = [2, 0, 1];
+    let prompts = [TEXT_PROMPTS[0], TEXT_PROMPTS[1], "the mat"];
+    let chosen = [TEXT_CHOSEN[0], TEXT_CHOSEN[1], "sat on the mat"];
+    let rejected = [TEXT_REJECTED[0], TEXT_REJECTED[1], "the cat sat on the mat"];
+    let z = A::infer_profiles_text(&model, &prompts, &chosen, &rejected, &k).unwrap();
+    assert_eq!(z.len(), 3 * LATENT);
+    let mut start = 0;
+    for (user, &k) in k.iter().enumerate() {
+        let range = start..start + k;
+        let single =
+            A::infer_profile_text(&model, &prompts[range.clone()], &chosen[range.clone()], &rejected[range]).unwrap();
+        assert_close(&z[user * LATENT..(user + 1) * LATENT], &A::profile_values(&single));
+        start += k;
+    }
+    assert_eq!(&z[LATENT..2 * LATENT], &[0.0, 0.0]);
+    assert!(z[..LATENT].iter().any(|z| *z != 0.0));
+
+    let n = 2;
+    let row_prompts = ["?", "a dog", "the cat ?"];
+    let responses = ["yes", "no", "sat", "good dog", "the mat", "a mat"];
+    let scores = A::score_text_batch(&model, &z, 3, LATENT, &row_prompts, &responses, n).unwrap();
+    assert_eq!(scores.reward.len(), 3 * n);
+    assert_eq!(scores.std, vec![0.0; 3 * n]);
+    for (user, prompt) in row_prompts.iter().enumerate() {
+        let profile = A::profile_from(&z[user * LATENT..(user + 1) * LATENT]).unwrap();
+        let single = A::score_text(&model, &profile, prompt, &responses[user * n..(user + 1) * n]).unwrap();
+        assert_close(&scores.reward[user * n..(user + 1) * n], &single.reward);
+    }
+    // Unconditioned text bundles take z of width 0.
+    let btl = load_text::<A>(tmp.path(), ModelKind::Btl);
+    let flat = A::score_text_batch(&btl, &[], 1, 0, &["?"], &["yes", "no"], 2).unwrap();
+    let expected =
+        A::score(&btl, &A::profile_from(&[]).unwrap(), &embeddings(&[&[1, 15, 13, 2], &[1, 15, 14, 2]]), 2, D);
+    assert_close(&flat.reward, &expected.unwrap().reward);
+    assert!(A::infer_profiles_text(&btl, &prompts, &chosen, &rejected, &k).unwrap().is_empty());
+}
+
+pub fn bad_text_calls_get_stable_codes<A: Api>() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = load_text::<A>(tmp.path(), ModelKind::NpBtl);
+    let profile = A::infer_profile_text(&model, &TEXT_PROMPTS, &TEXT_CHOSEN, &TEXT_REJECTED).unwrap();
+    // Nothing to score, no users, no rows.
+    assert_code(A::score_text(&model, &profile, "?", &[]), 303, "responses");
+    assert_code(A::infer_profiles_text(&model, &[], &[], &[], &[]), 303, "users");
+    assert_code(A::score_text_batch(&model, &[], 0, LATENT, &[], &[], 2), 303, "prompts");
+    assert_code(A::score_text_batch(&model, &Z, 1, LATENT, &["?"], &[], 0), 303, "responses");
+    // z of the wrong width; a profile of the wrong length.
+    assert_code(A::score_text_batch(&model, &[0.0; 3], 1, 3, &["?"], &["yes"], 1), 301, "input `z`");
+    let short = A::profile_from(&[1.0]).unwrap();
+    assert_code(A::score_text(&model, &short, "?", &["yes"]), 305, "latent_dim = 2");
+
+    // Text calls on a bundle without a text embedder.
+    let plain = load::<A>(tmp.path(), ModelKind::NpBtl);
+    assert!(!A::has_text(&plain));
+    let no_text = "no text embedder";
+    assert_code(A::infer_profile_text(&plain, &TEXT_PROMPTS, &TEXT_CHOSEN, &TEXT_REJECTED), 307, no_text);
+    assert_code(A::infer_profile_text(&plain, &[], &[], &[]), 307, no_text);
+    assert_code(A::infer_profiles_text(&plain, &TEXT_PROMPTS, &TEXT_CHOSEN, &TEXT_REJECTED, &[1, 1]), 307, no_text);
+    let prior = A::infer_profile(&plain, &[], &[], 0, D).unwrap();
+    assert_code(A::score_text(&plain, &prior, "?", &["yes"]), 307, no_text);
+    assert_code(A::score_text_batch(&plain, &Z, 1, LATENT, &["?"], &["yes", "no"], 2), 307, no_text);
+}
+
+pub fn bad_text_bundles_get_stable_codes<A: Api>() {
+    let tmp = tempfile::tempdir().unwrap();
+    let options = Options::default();
+    // A tokenizer with another vocabulary, with the manifest's hash updated: only the tokenizer check catches it.
+    let dir = text_bundle(tmp.path(), ModelKind::NpBtl);
+    A::load(&dir, &options).unwrap();
+    let mut other = fixtures::TEXT_VOCAB.to_vec();
+    other.push("zebra");
+    fixtures::replace_file(&dir, "tokenizer.json", &fixtures::tokenizer_json(&other));
+    assert_code(A::load(&dir, &options), 109, "vocabulary of 16 tokens");
+    // A tokenizer file that is not one.
+    fixtures::replace_file(&dir, "tokenizer.json", b"not json");
+    assert_code(A::load(&dir, &options), 108, "tokenizer.json");
+    // The manifest's text spec names a file the bundle does not list.
+    let spec = steer_runtime::TextSpec { tokenizer: "vocab.json".into(), ..fixtures::text_spec() };
+    let dir = fixtures::text_bundle_with(&tmp.path().join("unlisted"), ModelKind::NpBtl, NP_DIMS, spec);
+    assert_code(A::load(&dir, &options), 104, "vocab.json");
 }
 
 /// The demo's NP-BTL architecture (d = 1) with seeded random weights, exported by the trainer.

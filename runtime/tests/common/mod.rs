@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use steer_runtime::manifest::{FORMAT_VERSION, FileEntry, Graphs, sha256_file};
-use steer_runtime::{Dims, LoadOptions, Manifest, ModelKind};
+use steer_runtime::{Dims, LoadOptions, Manifest, ModelKind, TextSpec};
 
 /// Makes sure ONNX Runtime can be found, fetching it with the project's script when it cannot.
 pub fn ensure_ort() {
@@ -91,7 +91,7 @@ fn int64_tensor(name: &str, values: &[i64]) -> Msg {
     Msg::default().int(1, values.len() as i64).int(2, INT64).str(8, name).bytes(9, &raw)
 }
 
-fn node(op: &str, inputs: &[&str], outputs: &[&str], keepdims: Option<i64>) -> Msg {
+fn node(op: &str, inputs: &[&str], outputs: &[&str], attributes: &[(&str, i64)]) -> Msg {
     let mut m = Msg::default();
     for i in inputs {
         m = m.str(1, i);
@@ -100,9 +100,9 @@ fn node(op: &str, inputs: &[&str], outputs: &[&str], keepdims: Option<i64>) -> M
         m = m.str(2, o);
     }
     m = m.str(3, &format!("{op}_{}", outputs[0])).str(4, op);
-    if let Some(k) = keepdims {
-        // AttributeProto { name: "keepdims", i: k, type: INT (2) }
-        m = m.msg(5, Msg::default().str(1, "keepdims").int(3, k).int(20, 2));
+    for &(name, value) in attributes {
+        // AttributeProto { name, i: value, type: INT (2) }
+        m = m.msg(5, Msg::default().str(1, name).int(3, value).int(20, 2));
     }
     m
 }
@@ -131,11 +131,21 @@ impl Graph {
         self
     }
     pub fn op(mut self, op: &str, inputs: &[&str], outputs: &[&str]) -> Self {
-        self.g = self.g.msg(1, node(op, inputs, outputs, None));
+        self.g = self.g.msg(1, node(op, inputs, outputs, &[]));
         self
     }
     pub fn reduce_sum(mut self, input: &str, axes: &str, output: &str, keepdims: i64) -> Self {
-        self.g = self.g.msg(1, node("ReduceSum", &[input, axes], &[output], Some(keepdims)));
+        self.g = self.g.msg(1, node("ReduceSum", &[input, axes], &[output], &[("keepdims", keepdims)]));
+        self
+    }
+    /// An int64 input (token ids, attention masks).
+    pub fn input_i64(mut self, name: &str, dims: &[D]) -> Self {
+        self.g = self.g.msg(11, value_info(name, INT64, dims));
+        self
+    }
+    /// `output = Cast(input)` to float.
+    pub fn cast_to_float(mut self, input: &str, output: &str) -> Self {
+        self.g = self.g.msg(1, node("Cast", &[input], &[output], &[("to", FLOAT)]));
         self
     }
     /// ModelProto bytes: ir_version 8, opset 17.
@@ -250,6 +260,17 @@ pub fn reward_graph(kind: ModelKind, d: usize, latent: usize) -> Graph {
 
 /// Writes `files` into `dir` and a manifest listing them with their hashes.
 pub fn write_bundle(dir: &Path, kind: ModelKind, dims: Dims, files: &[(&str, Vec<u8>)]) -> Manifest {
+    write_bundle_with_text(dir, kind, dims, files, None)
+}
+
+/// [`write_bundle`] with a text spec in the manifest.
+pub fn write_bundle_with_text(
+    dir: &Path,
+    kind: ModelKind,
+    dims: Dims,
+    files: &[(&str, Vec<u8>)],
+    text: Option<TextSpec>,
+) -> Manifest {
     std::fs::create_dir_all(dir).unwrap();
     for (name, bytes) in files {
         std::fs::write(dir.join(name), bytes).unwrap();
@@ -268,6 +289,7 @@ pub fn write_bundle(dir: &Path, kind: ModelKind, dims: Dims, files: &[(&str, Vec
             reward: "reward.onnx".to_string(),
         },
         files: entries,
+        text,
         producer: "steer-runtime tests".into(),
         training: serde_json::Value::Null,
         metrics: serde_json::Value::Null,
@@ -285,4 +307,122 @@ pub fn test_bundle(dir: &Path, kind: ModelKind, dims: Dims) -> PathBuf {
     }
     write_bundle(dir, kind, dims, &files);
     dir.to_path_buf()
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The text bundle: a word-level tokenizer over TEXT_VOCAB and an embedder that looks every token up in a fixed
+// table and takes the masked mean over the sequence:
+//   embedding = Σ_s mask[s] · TABLE[input_ids[s]] / Σ_s mask[s]          with TABLE[id][j] = table(id, j)
+// Options are `[CLS] ‖ tail(prompt) ‖ head(response) ‖ [SEP]`, at most TEXT_MAX_TOKENS tokens.
+
+/// The text fixture's vocabulary; a token's id is its index. `[PAD]` is 3, so padding that leaked into the mean
+/// would show.
+pub const TEXT_VOCAB: [&str; 16] =
+    ["[UNK]", "[CLS]", "[SEP]", "[PAD]", "the", "cat", "sat", "on", "a", "mat", "dog", "good", "bad", "yes", "no", "?"];
+/// At most 8 tokens per option: 6 of text between `[CLS]` and `[SEP]`.
+pub const TEXT_MAX_TOKENS: usize = 8;
+
+/// The embedding table entry `TABLE[id][j]`: small distinct values, exact in f32.
+pub fn table(id: usize, j: usize) -> f32 {
+    ((id * (j + 2) + j) % 7) as f32 * 0.25 - 0.75
+}
+
+/// The embedder's output for one option's token ids (no padding): the mean of their table rows.
+pub fn mean_embedding(ids: &[usize], d: usize) -> Vec<f32> {
+    (0..d).map(|j| ids.iter().map(|&id| table(id, j)).sum::<f32>() / ids.len() as f32).collect()
+}
+
+/// The embedder graph for embedding size `d`.
+pub fn embedder_graph(d: usize) -> Graph {
+    let values: Vec<f32> = (0..TEXT_VOCAB.len()).flat_map(|id| (0..d).map(move |j| table(id, j))).collect();
+    Graph::default()
+        .input_i64("input_ids", &[D::Sym("batch"), D::Sym("seq")])
+        .input_i64("attention_mask", &[D::Sym("batch"), D::Sym("seq")])
+        .output("embedding", &[D::Sym("batch"), D::Fix(d as i64)])
+        .weight("table", &[TEXT_VOCAB.len() as i64, d as i64], &values)
+        .axes("axis1", &[1])
+        .axes("axis2", &[2])
+        .op("Gather", &["table", "input_ids"], &["tokens"])
+        .cast_to_float("attention_mask", "maskf")
+        .op("Unsqueeze", &["maskf", "axis2"], &["mask3"])
+        .op("Mul", &["tokens", "mask3"], &["masked"])
+        .reduce_sum("masked", "axis1", "summed", 0)
+        .reduce_sum("maskf", "axis1", "count", 1)
+        .op("Div", &["summed", "count"], &["embedding"])
+}
+
+/// A Hugging Face `tokenizer.json`: word-level over `vocab` (ids are indices), split on whitespace and punctuation,
+/// with `[CLS]`, `[SEP]` and `[PAD]` as special tokens.
+pub fn tokenizer_json(vocab: &[&str]) -> Vec<u8> {
+    let ids: serde_json::Map<String, serde_json::Value> =
+        vocab.iter().enumerate().map(|(id, token)| (token.to_string(), id.into())).collect();
+    let added: Vec<serde_json::Value> = ["[CLS]", "[SEP]", "[PAD]"]
+        .iter()
+        .map(|token| {
+            serde_json::json!({
+                "id": vocab.iter().position(|t| t == token).expect("special tokens are in the vocabulary"),
+                "content": token, "single_word": false, "lstrip": false, "rstrip": false,
+                "normalized": false, "special": true,
+            })
+        })
+        .collect();
+    let json = serde_json::json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": null,
+        "pre_tokenizer": { "type": "Whitespace" },
+        "post_processor": null,
+        "decoder": null,
+        "model": { "type": "WordLevel", "vocab": ids, "unk_token": "[UNK]" },
+    });
+    serde_json::to_vec_pretty(&json).unwrap()
+}
+
+/// The text spec of the fixture.
+pub fn text_spec() -> TextSpec {
+    TextSpec {
+        embedder: "embedder.onnx".into(),
+        tokenizer: "tokenizer.json".into(),
+        embedder_id: "steer-tests-table".into(),
+        pooling: "mean".into(),
+        vocab_size: TEXT_VOCAB.len(),
+        max_tokens: TEXT_MAX_TOKENS,
+        begin_tokens: vec!["[CLS]".into()],
+        end_tokens: vec!["[SEP]".into()],
+        pad_token: "[PAD]".into(),
+        response_prefix: String::new(),
+    }
+}
+
+/// A text bundle of `kind`: the graphs of [`test_bundle`] plus the embedder and tokenizer, with `spec` in the
+/// manifest.
+pub fn text_bundle_with(dir: &Path, kind: ModelKind, dims: Dims, spec: TextSpec) -> PathBuf {
+    let (d, latent) = (dims.embedding_dim, dims.latent_dim);
+    let mut files = vec![
+        ("reward.onnx", reward_graph(kind, d, latent).into_bytes()),
+        ("embedder.onnx", embedder_graph(d).into_bytes()),
+        ("tokenizer.json", tokenizer_json(&TEXT_VOCAB)),
+    ];
+    if kind.is_conditioned() {
+        files.push(("encoder.onnx", encoder_graph(d, latent).into_bytes()));
+    }
+    write_bundle_with_text(dir, kind, dims, &files, Some(spec));
+    dir.to_path_buf()
+}
+
+/// A text bundle of `kind` with [`text_spec`].
+pub fn text_bundle(dir: &Path, kind: ModelKind, dims: Dims) -> PathBuf {
+    text_bundle_with(dir, kind, dims, text_spec())
+}
+
+/// Replaces `file` in the bundle and records its new hash in the manifest, so only the content differs.
+pub fn replace_file(dir: &Path, file: &str, bytes: &[u8]) {
+    std::fs::write(dir.join(file), bytes).unwrap();
+    let path = dir.join(steer_runtime::manifest::MANIFEST_FILE);
+    let mut manifest: Manifest = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let entry = manifest.files.iter_mut().find(|f| f.path == file).expect("the file is in the manifest");
+    entry.sha256 = sha256_file(&dir.join(file)).unwrap();
+    manifest.save(dir).unwrap();
 }

@@ -22,6 +22,7 @@
 //! # Ok::<(), steer_trainer::Error>(())
 //! ```
 
+pub mod builtin;
 pub mod hh_relabeled;
 pub mod jsonl;
 pub mod ultrafeedback;

@@ -4,7 +4,7 @@
 pub mod proto;
 
 use candle_core::Tensor;
-use candle_nn::{Embedding, LayerNorm, Linear};
+use candle_nn::{Embedding, LayerNorm, Linear, RmsNorm};
 use prost::Message;
 
 use crate::error::{Error, Result};
@@ -249,6 +249,20 @@ impl GraphBuilder {
         let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
         let attributes = vec![attr_int("axis", -1), attr_float("epsilon", layer.eps() as f32)];
         Ok(self.node("LayerNormalization", &inputs, attributes))
+    }
+
+    /// A candle [`RmsNorm`] over the last axis, `x / √(mean(x²) + eps) · weight`, written with standard operators
+    /// (opset 17 has no `RMSNormalization`).
+    pub fn rms_norm(&mut self, x: &str, layer: &RmsNorm) -> Result<String> {
+        let weight = self.tensor("rms_scale", layer.weight())?;
+        let eps = self.constant_f32("rms_eps", &[], &[layer.eps() as f32]);
+        let squares = self.node("Mul", &[x, x], vec![]);
+        // Opset 17's ReduceMean still takes its axes as an attribute.
+        let mean = self.node("ReduceMean", &[&squares], vec![attr_ints("axes", &[-1]), attr_int("keepdims", 1)]);
+        let mean = self.node("Add", &[&mean, &eps], vec![]);
+        let rms = self.node("Sqrt", &[&mean], vec![]);
+        let normed = self.node("Div", &[x, &rms], vec![]);
+        Ok(self.node("Mul", &[&normed, &weight], vec![]))
     }
 
     /// The exact GELU, `x · ½ · (1 + erf(x / √2))`, as candle's `gelu_erf`.

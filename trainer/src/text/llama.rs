@@ -29,6 +29,8 @@ use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder, embedding, linear_no_bia
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::params::SeededVarMap;
+use crate::text::bert::l2_normalize;
 
 /// Added to the attention logits of masked keys (future or padded): `exp` of it underflows to 0 in f32.
 pub const MASKED_LOGIT: f64 = -1e9;
@@ -126,6 +128,18 @@ impl LlamaConfig {
     pub fn head_dim(&self) -> usize {
         self.hidden_size / self.num_heads.max(1)
     }
+
+    /// The rotary tables for positions `0..tokens`: `(cos, sin)`, each `[tokens, head_dim / 2]` f32, where entry
+    /// `(p, i)` is the angle `p · rope_theta^(−2i / head_dim)`. The decoder and its ONNX export share these values.
+    pub fn rope_tables(&self, tokens: usize, device: &Device) -> Result<(Tensor, Tensor)> {
+        let half = self.head_dim() / 2;
+        let inv_freq: Vec<f32> =
+            (0..half).map(|i| (1.0 / self.rope_theta.powf(2.0 * i as f64 / self.head_dim() as f64)) as f32).collect();
+        let inv_freq = Tensor::from_vec(inv_freq, (1, half), device)?;
+        let positions = Tensor::arange(0u32, tokens as u32, device)?.to_dtype(DType::F32)?.reshape((tokens, 1))?;
+        let angles = positions.broadcast_mul(&inv_freq)?;
+        Ok((angles.cos()?, angles.sin()?))
+    }
 }
 
 /// Causal grouped-query self-attention with interleaved rotary embeddings (`blk.N.attn_*`).
@@ -154,6 +168,11 @@ impl LlamaAttention {
             num_kv_heads: cfg.num_kv_heads,
             head_dim,
         })
+    }
+
+    /// The query, key, value and output projections, in that order (for export).
+    pub(crate) fn projections(&self) -> [&Linear; 4] {
+        [&self.q, &self.k, &self.v, &self.o]
     }
 
     /// `x` `[B, T, hidden]`; `cos`/`sin` `[T, head_dim / 2]`; `mask` additive, broadcastable to `[B, H, T, T]`.
@@ -202,6 +221,11 @@ impl LlamaMlp {
             down: linear_no_bias(cfg.intermediate_size, cfg.hidden_size, vb.pp("ffn_down"))?,
         })
     }
+
+    /// The gate, up and down projections, in that order (for export).
+    pub(crate) fn projections(&self) -> [&Linear; 3] {
+        [&self.gate, &self.up, &self.down]
+    }
 }
 
 impl Module for LlamaMlp {
@@ -229,6 +253,11 @@ impl LlamaBlock {
             ffn_norm: rms_norm(cfg.hidden_size, cfg.rms_norm_eps, vb.pp("ffn_norm"))?,
             mlp: LlamaMlp::new(cfg, vb)?,
         })
+    }
+
+    /// The pre-attention norm, the attention, the pre-feed-forward norm and the feed-forward (for export).
+    pub(crate) fn parts(&self) -> (&RmsNorm, &LlamaAttention, &RmsNorm, &LlamaMlp) {
+        (&self.attn_norm, &self.attn, &self.ffn_norm, &self.mlp)
     }
 
     /// Applies the block; the arguments are those of [`LlamaAttention::forward`].
@@ -293,9 +322,31 @@ impl LlamaModel {
         Self::new(&cfg, VarBuilder::from_tensors(tensors, DType::F32, device))
     }
 
+    /// A randomly initialised decoder of shape `cfg` whose weights all come from one RNG seeded with `seed` (candle's
+    /// own CPU initialisers are unseeded), so tests get the same model every run. The head is tied.
+    pub fn from_config_seeded(cfg: &LlamaConfig, seed: u64, device: &Device) -> Result<Self> {
+        let store = std::sync::Arc::new(SeededVarMap::new(seed));
+        Self::new(cfg, store.builder(device))
+    }
+
     /// The configuration the model was built with.
     pub fn config(&self) -> &LlamaConfig {
         &self.cfg
+    }
+
+    /// The token embedding `token_embd` (for export).
+    pub(crate) fn token_embedding(&self) -> &Embedding {
+        &self.embed
+    }
+
+    /// The decoder blocks, first to last (for export).
+    pub(crate) fn blocks(&self) -> &[LlamaBlock] {
+        &self.blocks
+    }
+
+    /// The final norm `output_norm` (for export).
+    pub(crate) fn output_norm(&self) -> &RmsNorm {
+        &self.norm
     }
 
     /// Runs the decoder on right-padded `input_ids` `[B, T]` (u32) with `attention_mask` `[B, T]` (1 = token,
@@ -309,14 +360,7 @@ impl LlamaModel {
     /// The final hidden states `[B, T, hidden]` only, skipping the (vocabulary-wide) head.
     pub fn hidden_states(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
         let (b, t) = check_batch(input_ids, attention_mask)?;
-        let half = self.cfg.head_dim() / 2;
-        let inv_freq: Vec<f32> = (0..half)
-            .map(|i| (1.0 / self.cfg.rope_theta.powf(2.0 * i as f64 / self.cfg.head_dim() as f64)) as f32)
-            .collect();
-        let inv_freq = Tensor::from_vec(inv_freq, (1, half), &self.device)?;
-        let positions = Tensor::arange(0u32, t as u32, &self.device)?.to_dtype(DType::F32)?.reshape((t, 1))?;
-        let angles = positions.broadcast_mul(&inv_freq)?;
-        let (cos, sin) = (angles.cos()?, angles.sin()?);
+        let (cos, sin) = self.cfg.rope_tables(t, &self.device)?;
         let causal: Vec<f32> =
             (0..t).flat_map(|i| (0..t).map(move |j| if j > i { MASKED_LOGIT as f32 } else { 0.0 })).collect();
         let causal = Tensor::from_vec(causal, (1, 1, t, t), &self.device)?;
@@ -346,6 +390,13 @@ impl LlamaModel {
             rows.push(hidden.get(row)?.get(last)?);
         }
         Ok(Tensor::stack(&rows, 0)?)
+    }
+
+    /// The sentence embedding `[B, hidden]`: [`last_token_hidden`](Self::last_token_hidden) (after `output_norm`),
+    /// scaled to unit L2 norm with [`l2_normalize`]. Rows are right-padded; a row with no real token is an error.
+    /// [`crate::text::llama_export`] writes the same function as ONNX.
+    pub fn embed(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
+        l2_normalize(&self.last_token_hidden(input_ids, attention_mask)?)
     }
 
     /// Mean next-token cross-entropy (nats per token) of right-padded `input_ids` under the model, over the

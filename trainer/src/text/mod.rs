@@ -13,15 +13,19 @@
 pub mod bert;
 pub mod cache;
 pub mod embedder_export;
+pub mod embedder_files;
 pub mod embedding_cache;
 pub mod llama;
+pub mod llama_export;
 pub mod minilm;
 pub mod smollm2;
 
 pub use bert::{BertConfig, BertModel, MiniLmEmbedder, TokenBatch};
 pub use cache::{MINILM_DIR, SMOLLM2_DIR, SMOLLM2_GGUF, minilm_dir, models_dir, smollm2_gguf_path};
 pub use embedder_export::{EMBEDDER_FILE, embedder_graph, write_embedder};
+pub use embedder_files::{EmbedderChoice, EmbedderFiles};
 pub use embedding_cache::EmbeddingCache;
+pub use llama_export::{LLAMA_MAX_TOKENS, llama_embedder_graph, write_llama_embedder};
 pub use minilm::minilm_tokenizer;
 pub use smollm2::{GgufVocab, SpecialTokens, pre_tokenizer_for, save_tokenizer_json, smollm2_tokenizer_from_gguf};
 
