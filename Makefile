@@ -3,9 +3,12 @@
 
 CARGO ?= cargo
 OUT ?= out/demo
+# The built-in text task converges well before the text defaults' step counts.
+TEXT_DEMO_STEPS ?= 1000
+TEXT_DEMO_BASELINE_STEPS ?= 300
 ORT_LIB := .cache/onnxruntime/libonnxruntime.so
 
-.PHONY: demo test ort gaussian bench build clean-cache example-rust bench-embed
+.PHONY: demo test ort gaussian hh bench build clean-cache example-rust bench-embed
 
 $(ORT_LIB):
 	scripts/fetch-onnxruntime.sh
@@ -16,13 +19,21 @@ ort: $(ORT_LIB)
 build:
 	$(CARGO) build --release --locked --bin steer
 
-## demo: train NP-BTL, BTL and DPL on the synthetic 1-D task, export bundles, evaluate them through ONNX Runtime
-demo: $(ORT_LIB) build
+## demo: train NP-BTL, BTL and DPL on the synthetic 1-D task, then NP-BTL, BTL-mixed and per-type oracles on the
+## built-in text task (MiniLM embeddings); export bundles, evaluate them through ONNX Runtime
+demo: $(ORT_LIB) models build
 	./target/release/steer train --task synthetic1d --out $(OUT)
+	./target/release/steer train --format builtin --steps $(TEXT_DEMO_STEPS) --baseline-steps $(TEXT_DEMO_BASELINE_STEPS) --out $(OUT)-text
 
 ## test: the whole test suite (release profile, shared with demo's build)
 test: $(ORT_LIB)
 	$(CARGO) test --release --locked --workspace
+
+## hh: NP-BTL vs BTL-mixed vs per-type oracles on HH-relabeled (../shared/data), with each embedder
+HH_DATA ?= ../shared/data/hh_relabeled
+hh: $(ORT_LIB) models build
+	./target/release/steer train --format hh-relabeled --embedder minilm --data $(HH_DATA)/train.jsonl.gz --dev $(HH_DATA)/dev.jsonl.gz --out out/hh-minilm
+	./target/release/steer train --format hh-relabeled --embedder smollm2 --data $(HH_DATA)/train.jsonl.gz --dev $(HH_DATA)/dev.jsonl.gz --out out/hh-smollm2
 
 ## gaussian: the Gaussian-rho identifiability run whose figures are in the README
 gaussian: $(ORT_LIB) build

@@ -193,7 +193,7 @@ fn steer_eval_scores_a_text_run_on_a_file_and_rejects_bad_input_issue_4() {
     std::fs::write(&stranger, r#"{"user": "pirate", "prompt": "p", "chosen": "a", "rejected": "b"}"#).unwrap();
     let malformed = data.path().join("malformed.jsonl");
     std::fs::write(&malformed, format!("{}\n{{not json\n", lines[0])).unwrap();
-    for (file, expected) in [(&stranger, "pirate"), (&malformed, "line 2")] {
+    for (file, expected) in [(&stranger, "pirate"), (&malformed, "malformed.jsonl:2: malformed line")] {
         let result = run(file);
         let stderr = String::from_utf8_lossy(&result.stderr);
         assert!(!result.status.success() && stderr.contains(expected), "{stderr}");

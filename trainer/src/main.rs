@@ -136,6 +136,15 @@ struct TrainArgs {
     /// Hidden size H.
     #[arg(long)]
     hidden: Option<usize>,
+    /// AdamW learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// AdamW weight decay.
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    /// Validate (and keep the best weights) every this many steps.
+    #[arg(long)]
+    eval_every: Option<usize>,
     /// Seed for data, weights and sampling.
     #[arg(long)]
     seed: Option<u64>,
@@ -200,16 +209,19 @@ enum Command {
 }
 
 fn train_config(args: &TrainArgs) -> TrainConfig {
-    let defaults = TrainConfig::default();
+    let defaults = if args.format.is_some() { TrainConfig::text_default() } else { TrainConfig::default() };
     let task = match args.task {
         TaskName::Synthetic1d => TaskSpec::Synthetic1d,
         TaskName::Gaussian => TaskSpec::GaussianRho { rho: args.rho },
     };
     TrainConfig {
-        task,
+        task: if args.format.is_some() { TaskSpec::Text } else { task },
         steps: args.steps.unwrap_or(defaults.steps),
         baseline_steps: args.baseline_steps.unwrap_or(defaults.baseline_steps),
         hidden: args.hidden.unwrap_or(defaults.hidden),
+        lr: args.lr.unwrap_or(defaults.lr),
+        weight_decay: args.weight_decay.unwrap_or(defaults.weight_decay),
+        eval_every: args.eval_every.unwrap_or(defaults.eval_every),
         seed: args.seed.unwrap_or(defaults.seed),
         max_context: args.max_context.unwrap_or(defaults.max_context),
         ..defaults

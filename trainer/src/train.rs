@@ -74,6 +74,22 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// The defaults for text data (`steer train --format`). Text datasets hold a few thousand pairs, so one step
+    /// of 64 users × 20 targets already sees a sizeable share of them: a smaller model, a 10× smaller learning rate,
+    /// stronger weight decay and frequent validation keep the best weights before the model overfits.
+    pub fn text_default() -> TrainConfig {
+        TrainConfig {
+            task: TaskSpec::Text,
+            hidden: 64,
+            steps: 2_000,
+            baseline_steps: 1_500,
+            lr: 1e-4,
+            weight_decay: 1e-2,
+            eval_every: 20,
+            ..TrainConfig::default()
+        }
+    }
+
     /// The model architecture this config trains for `kind` on the synthetic task.
     pub fn model_config(&self, kind: ModelKind) -> ModelConfig {
         self.model_config_for(kind, self.task.embedding_dim())
