@@ -3,9 +3,6 @@
 
 CARGO ?= cargo
 OUT ?= out/demo
-# The built-in text task converges well before the text defaults' step counts.
-TEXT_DEMO_STEPS ?= 1000
-TEXT_DEMO_BASELINE_STEPS ?= 300
 ORT_LIB := .cache/onnxruntime/libonnxruntime.so
 
 .PHONY: demo test ort gaussian hh bench build clean-cache example-rust bench-embed
@@ -23,7 +20,7 @@ build:
 ## built-in text task (MiniLM embeddings); export bundles, evaluate them through ONNX Runtime
 demo: $(ORT_LIB) models build
 	./target/release/steer train --task synthetic1d --out $(OUT)
-	./target/release/steer train --format builtin --steps $(TEXT_DEMO_STEPS) --baseline-steps $(TEXT_DEMO_BASELINE_STEPS) --out $(OUT)-text
+	./target/release/steer train --format builtin --out $(OUT)-text
 
 ## test: the whole test suite (release profile, shared with demo's build)
 test: $(ORT_LIB)

@@ -209,7 +209,11 @@ enum Command {
 }
 
 fn train_config(args: &TrainArgs) -> TrainConfig {
-    let defaults = if args.format.is_some() { TrainConfig::text_default() } else { TrainConfig::default() };
+    let defaults = match args.format {
+        Some(FormatName::Builtin) => TrainConfig::builtin_text_default(),
+        Some(_) => TrainConfig::text_default(),
+        None => TrainConfig::default(),
+    };
     let task = match args.task {
         TaskName::Synthetic1d => TaskSpec::Synthetic1d,
         TaskName::Gaussian => TaskSpec::GaussianRho { rho: args.rho },

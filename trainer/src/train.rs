@@ -91,6 +91,20 @@ impl TrainConfig {
         }
     }
 
+    /// The defaults for the built-in text task (`steer train --format builtin`). Its pairs come from a small template
+    /// vocabulary with a clean signal, so it trains like the synthetic tasks, at the synthetic learning rate, and
+    /// converges in a few hundred steps.
+    pub fn builtin_text_default() -> TrainConfig {
+        TrainConfig {
+            task: TaskSpec::Text,
+            hidden: 64,
+            steps: 800,
+            baseline_steps: 300,
+            eval_every: 50,
+            ..TrainConfig::default()
+        }
+    }
+
     /// The model architecture this config trains for `kind` on the synthetic task.
     pub fn model_config(&self, kind: ModelKind) -> ModelConfig {
         self.model_config_for(kind, self.task.embedding_dim())
