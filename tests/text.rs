@@ -38,6 +38,7 @@ fn run() -> &'static (tempfile::TempDir, Report) {
             },
             eval: EvalConfig { n_tasks: 400, ..EvalConfig::default() },
             user_types: Vec::new(),
+            skip_malformed: false,
             models: Vec::new(),
         };
         let report = train_text(&mut record, &LoadOptions::default(), out.path(), false).unwrap();
@@ -199,6 +200,21 @@ fn steer_eval_scores_a_text_run_on_a_file_and_rejects_bad_input_issue_4() {
         assert!(!result.status.success() && stderr.contains(expected), "{stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
+    // Asked to, the malformed line is skipped and reported.
+    let mut long = lines[..120].join("\n");
+    long.push_str("\n{not json\n");
+    std::fs::write(&malformed, long).unwrap();
+    let result = steer()
+        .args(["eval", "--eval-tasks", "50", "--skip-malformed", "--format", "jsonl", "--bundle"])
+        .arg(run_dir.path())
+        .arg("--data")
+        .arg(&malformed)
+        .arg("--out")
+        .arg(data.path().join("skipped"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(result.status.success() && stderr.contains("skipped 1 malformed lines"), "{stderr}");
     let result = steer()
         .args(["eval", "--format", "hh-relabeled", "--bundle"])
         .arg(run_dir.path())

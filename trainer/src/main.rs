@@ -124,6 +124,9 @@ struct TrainArgs {
     /// Text embedder.
     #[arg(long, value_enum, default_value = "minilm")]
     embedder: EmbedderName,
+    /// Skip data lines that are not JSON objects (their line numbers are printed) instead of failing.
+    #[arg(long)]
+    skip_malformed: bool,
     /// Correlation ρ for the Gaussian task.
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     rho: f64,
@@ -179,6 +182,9 @@ enum Command {
         /// Text runs: the file to evaluate on (not needed for --format builtin).
         #[arg(long)]
         data: Option<PathBuf>,
+        /// Skip data lines that are not JSON objects (their line numbers are printed) instead of failing.
+        #[arg(long)]
+        skip_malformed: bool,
         /// Held-out users per k.
         #[arg(long)]
         eval_tasks: Option<usize>,
@@ -310,6 +316,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 train: train_config(&args),
                 eval: EvalConfig { n_tasks: args.eval_tasks, ..EvalConfig::default() },
                 user_types: Vec::new(),
+                skip_malformed: args.skip_malformed,
                 models: Vec::new(),
             };
             let report = train_text(&mut record, &load, &out, true).context("steer train failed")?;
@@ -324,10 +331,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let report = train_export_evaluate(&record, &load, &out, true).context("steer train failed")?;
             print_outputs(&report, &out);
         }
-        Command::Eval { bundle, format, data, eval_tasks, out } => {
+        Command::Eval { bundle, format, data, skip_malformed, eval_tasks, out } => {
             let eval = eval_tasks.map(|n| EvalConfig { n_tasks: n, ..EvalConfig::default() });
             let report = match format {
-                Some(format) => eval_text(&bundle, format.format(), data.as_deref(), eval, &load, &out),
+                Some(format) => eval_text(&bundle, format.format(), data.as_deref(), skip_malformed, eval, &load, &out),
                 None => evaluate_run(&bundle, eval, &load, &out),
             }
             .context("steer eval failed")?;

@@ -62,15 +62,17 @@ impl DataFormat {
     }
 
     /// Loads `path` in this format; the built-in format generates split `builtin_split` (0 train, 1 dev, 2 eval)
-    /// instead. `user_types`, when given, are the only types accepted.
+    /// instead. `user_types`, when given, are the only types accepted. With `skip_malformed`, lines that are not
+    /// JSON objects are skipped (and counted on stderr) instead of failing.
     pub fn load(
         self,
         path: Option<&Path>,
         builtin_split: usize,
         seed: u64,
         user_types: Option<&[String]>,
+        skip_malformed: bool,
     ) -> Result<PreferenceDataset> {
-        let mut options = DataOptions::default();
+        let mut options = DataOptions::default().skip_malformed(skip_malformed);
         if let Some(types) = user_types {
             options = options.allowed_user_types(types);
         }
@@ -98,9 +100,18 @@ impl DataFormat {
                 } else {
                     ultrafeedback::Split::hht(0.0)
                 };
-                ultrafeedback::load(need_path()?, &ultrafeedback::UltraFeedbackOptions::new(split).seed(seed))?.dataset
+                let options = ultrafeedback::UltraFeedbackOptions::new(split).seed(seed).skip_malformed(skip_malformed);
+                ultrafeedback::load(need_path()?, &options)?.dataset
             }
         };
+        if !data.skipped_lines.is_empty() {
+            eprintln!(
+                "skipped {} malformed lines of {} (lines {:?})",
+                data.skipped_lines.len(),
+                path.map_or_else(|| "the data".into(), |p| p.display().to_string()),
+                data.skipped_lines
+            );
+        }
         if let Some(types) = user_types
             && let Some(unknown) = data.user_types.iter().find(|t| !types.contains(t))
         {
@@ -131,6 +142,9 @@ pub struct TextRunRecord {
     pub eval: EvalConfig,
     /// The user types of the training data.
     pub user_types: Vec<String>,
+    /// Whether malformed lines of the data files were skipped rather than fatal.
+    #[serde(default)]
+    pub skip_malformed: bool,
     /// The models trained, in report order.
     pub models: Vec<String>,
 }
@@ -171,9 +185,9 @@ pub fn train_text(record: &mut TextRunRecord, load: &LoadOptions, out: &Path, pr
     let dir = RunDir(out.to_path_buf());
     fs::create_dir_all(out).map_err(Error::io(out))?;
     let seed = record.train.seed;
-    let train_data = record.format.load(record.train_data.as_deref(), 0, seed, None)?;
+    let train_data = record.format.load(record.train_data.as_deref(), 0, seed, None, record.skip_malformed)?;
     let user_types = train_data.user_types.clone();
-    let dev_data = record.format.load(record.dev_data.as_deref(), 1, seed, Some(&user_types))?;
+    let dev_data = record.format.load(record.dev_data.as_deref(), 1, seed, Some(&user_types), record.skip_malformed)?;
     record.user_types = user_types.clone();
     record.models = model_names(&user_types);
     record.train.task = TaskSpec::Text;
@@ -237,6 +251,7 @@ pub fn eval_text(
     run: &Path,
     format: DataFormat,
     data: Option<&Path>,
+    skip_malformed: bool,
     eval: Option<EvalConfig>,
     load: &LoadOptions,
     out: &Path,
@@ -251,7 +266,7 @@ pub fn eval_text(
     if let Some(eval) = eval {
         record.eval = eval;
     }
-    let dataset = format.load(data, 2, record.train.seed, Some(&record.user_types))?;
+    let dataset = format.load(data, 2, record.train.seed, Some(&record.user_types), skip_malformed)?;
     let np = dir.bundle_named(NP_BTL);
     let model = Model::load(&np, load)?;
     let (Some(spec), Some(embedder)) = (model.manifest().text.clone(), model.embedder()) else {
