@@ -181,8 +181,7 @@ impl EmbedderFiles {
         order.sort_by_key(|k| (k.len(), *k));
         let mut cache = EmbeddingCache::open(cache_dir, &self.cache_id(), self.dim)?;
         let (start, mut embedded) = (std::time::Instant::now(), 0usize);
-        // Fill the cache in length order, then read back in the caller's order.
-        cache.embed_all(&order, steer_runtime::text::EMBED_BATCH, |batch| {
+        let sorted = cache.embed_all(&order, steer_runtime::text::EMBED_BATCH, |batch| {
             let batch: Vec<TextOption<'_>> = batch.iter().filter_map(|k| by_key.get(k).copied()).collect();
             let vectors = embedder.embed(&batch)?;
             embedded += batch.len();
@@ -196,8 +195,15 @@ impl EmbedderFiles {
                 order.len() - embedded
             );
         }
-        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-        cache.embed_all(&keys, 1, |_| Ok(Vec::new()))
+        // Rows come back in length order; put them in the caller's order.
+        let row_of: HashMap<&str, usize> = order.iter().enumerate().map(|(row, key)| (*key, row)).collect();
+        let mut out = Array2::zeros((keys.len(), self.dim));
+        for (i, key) in keys.iter().enumerate() {
+            if let Some(&row) = row_of.get(key.as_str()) {
+                out.row_mut(i).assign(&sorted.row(row));
+            }
+        }
+        Ok(out)
     }
 }
 
