@@ -168,16 +168,7 @@ fn assert_unit_rows(rows: &[Vec<f32>]) {
 /// A tiny random Llama whose weights all come from seeded RNGs, with the RMSNorm scales moved off 1 so that the
 /// export's use of them is checked too.
 fn tiny_llama() -> LlamaModel {
-    let cfg = LlamaConfig {
-        vocab_size: 64,
-        hidden_size: 32,
-        num_layers: 2,
-        num_heads: 4,
-        num_kv_heads: 2,
-        intermediate_size: 48,
-        rope_theta: 10_000.0,
-        rms_norm_eps: 1e-5,
-    };
+    let cfg = LlamaConfig::tiny();
     let store = Arc::new(SeededVarMap::new(11));
     let model = LlamaModel::new(&cfg, store.builder(&Device::Cpu)).unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(12);

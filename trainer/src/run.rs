@@ -64,7 +64,8 @@ impl RunDir {
     }
 }
 
-fn to_json<T: Serialize>(value: &T, what: &Path) -> Result<serde_json::Value> {
+/// `value` as JSON; a failure names the file it was meant for.
+pub(crate) fn to_json<T: Serialize>(value: &T, what: &Path) -> Result<serde_json::Value> {
     serde_json::to_value(value).map_err(|e| Error::Json { path: what.to_path_buf(), message: e.to_string() })
 }
 

@@ -19,7 +19,7 @@ use crate::eval::{ALL, EvalConfig, ModelEval, evaluate};
 use crate::export::write_bundle_with_text;
 use crate::model::RewardModel;
 use crate::report::{Report, TextFigures};
-use crate::run::{RunDir, RunRecord, assemble_named};
+use crate::run::{RunDir, RunRecord, assemble_named, to_json};
 use crate::tasks::{PairSource, Split, TaskSpec};
 use crate::text::cache::models_dir;
 use crate::text::embedder_files::{EmbedderChoice, EmbedderFiles};
@@ -223,10 +223,7 @@ pub fn train_text(record: &mut TextRunRecord, load: &LoadOptions, out: &Path, pr
         eprintln!("[{}/{total}] {name}: training {steps} steps", i + 1);
         let source: &dyn PairSource = source.as_ref().map_or(&task as &dyn PairSource, |s| s as &dyn PairSource);
         let trained: Trained = train_named(kind, name, source, &record.train, progress)?;
-        let training = serde_json::to_value(&*record)
-            .map_err(|e| Error::Json { path: record_path.clone(), message: e.to_string() })?;
-        let trained_metrics = serde_json::to_value(&trained.metrics)
-            .map_err(|e| Error::Json { path: record_path.clone(), message: e.to_string() })?;
+        let (training, trained_metrics) = (to_json(&*record, &record_path)?, to_json(&trained.metrics, &record_path)?);
         let bundle = dir.bundle_named(name);
         write_bundle_with_text(&trained.model, &trained.config, &bundle, training, trained_metrics, Some(&files))?;
         let checkpoint = dir.checkpoint_named(name);
@@ -239,10 +236,16 @@ pub fn train_text(record: &mut TextRunRecord, load: &LoadOptions, out: &Path, pr
     }
     let data_label =
         record.dev_data.as_ref().map_or("built-in (development split)".into(), |p| p.display().to_string());
-    let report = evaluate_text_models(record, &dir, &mut task, load, &data_label, &candle, metrics)?;
+    let models = load_models(record, &dir, load)?;
+    let report = evaluate_text_models(record, &dir, &models, &mut task, &data_label, &candle, metrics)?;
     report.save(out)?;
     report.plot(&dir.plot())?;
     Ok(report)
+}
+
+/// Loads every bundle of a text run, in the record's model order.
+fn load_models(record: &TextRunRecord, dir: &RunDir, load: &LoadOptions) -> Result<Vec<(String, Model)>> {
+    record.models.iter().map(|name| Ok((name.clone(), Model::load(dir.bundle_named(name), load)?))).collect()
 }
 
 /// Evaluates every bundle of the text run in `run` on `data` (in `format`; the built-in format needs no file) and
@@ -267,9 +270,10 @@ pub fn eval_text(
         record.eval = eval;
     }
     let dataset = format.load(data, 2, record.train.seed, Some(&record.user_types), skip_malformed)?;
+    let models = load_models(&record, &dir, load)?;
     let np = dir.bundle_named(NP_BTL);
-    let model = Model::load(&np, load)?;
-    let (Some(spec), Some(embedder)) = (model.manifest().text.clone(), model.embedder()) else {
+    let model = models.iter().find(|(name, _)| name == NP_BTL).map(|(_, model)| model);
+    let Some((model, spec, embedder)) = model.and_then(|m| Some((m, m.manifest().text.clone()?, m.embedder()?))) else {
         return Err(Error::InvalidRun { path: np, message: "the np-btl bundle has no text embedder".into() });
     };
     let files = EmbedderFiles { dir: np.clone(), spec, dim: model.dims().embedding_dim };
@@ -279,7 +283,7 @@ pub fn eval_text(
     // Every split is the evaluated data; only the test split is sampled.
     let mut task = TextTask::new(format.as_str(), pairs(), pairs(), pairs(), record.train.seed)?;
     let label = data.map_or("built-in (evaluation split)".into(), |p| p.display().to_string());
-    let report = evaluate_text_models(&record, &dir, &mut task, load, &label, &BTreeMap::new(), BTreeMap::new())?;
+    let report = evaluate_text_models(&record, &dir, &models, &mut task, &label, &BTreeMap::new(), BTreeMap::new())?;
     fs::create_dir_all(out).map_err(Error::io(out))?;
     report.save(out)?;
     report.plot(&out.join("accuracy.svg"))?;
@@ -301,17 +305,12 @@ fn oracle_prefers_a(model: &Model, task: &TextTask) -> Result<Vec<bool>> {
 fn evaluate_text_models(
     record: &TextRunRecord,
     dir: &RunDir,
+    models: &[(String, Model)],
     task: &mut TextTask,
-    load: &LoadOptions,
     data_label: &str,
     candle: &BTreeMap<String, RewardModel>,
     mut metrics: BTreeMap<String, crate::train::TrainMetrics>,
 ) -> Result<Report> {
-    let models: Vec<(String, Model)> = record
-        .models
-        .iter()
-        .map(|name| Ok((name.clone(), Model::load(dir.bundle_named(name), load)?)))
-        .collect::<Result<_>>()?;
     // Where each pair has one judge, estimate conflicts from the per-type oracles.
     let conflicts_from = if task.disagreement_known(Split::Test) {
         "labels".to_string()
@@ -328,7 +327,7 @@ fn evaluate_text_models(
     };
     let mut results = Vec::new();
     let mut bundles = BTreeMap::new();
-    for (name, model) in &models {
+    for (name, model) in models {
         eprintln!("evaluating {name} through ONNX Runtime");
         let result: ModelEval = evaluate(model, task, &record.eval, candle.get(name))?;
         if !metrics.contains_key(name) {
@@ -341,7 +340,7 @@ fn evaluate_text_models(
     }
     let mut report =
         assemble_named(&format!("text ({})", record.format.as_str()), &record.as_run_record(), results, bundles);
-    report.text = Some(text_figures(&report, record, task, data_label, conflicts_from, &models));
+    report.text = Some(text_figures(&report, record, task, data_label, conflicts_from, models));
     Ok(report)
 }
 

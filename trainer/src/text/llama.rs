@@ -72,6 +72,21 @@ impl Default for LlamaConfig {
 }
 
 impl LlamaConfig {
+    /// A 2-layer, 32-wide configuration (4 query and 2 key/value heads, vocabulary 64) for tests of code that runs
+    /// or exports a decoder: small enough to build in milliseconds, with GQA still in play.
+    pub fn tiny() -> LlamaConfig {
+        LlamaConfig {
+            vocab_size: 64,
+            hidden_size: 32,
+            num_layers: 2,
+            num_heads: 4,
+            num_kv_heads: 2,
+            intermediate_size: 48,
+            rope_theta: 10_000.0,
+            rms_norm_eps: 1e-5,
+        }
+    }
+
     /// Reads the configuration from GGUF metadata (`general.architecture` must be `llama`); `vocab_size` is taken
     /// from `tokenizer.ggml.tokens`. `path` is only used in error messages.
     pub fn from_gguf_metadata(path: &Path, metadata: &HashMap<String, Value>) -> Result<Self> {
@@ -488,16 +503,7 @@ mod tests {
     use super::*;
 
     fn tiny() -> LlamaModel {
-        let cfg = LlamaConfig {
-            num_layers: 2,
-            hidden_size: 32,
-            num_heads: 4,
-            num_kv_heads: 2,
-            intermediate_size: 48,
-            vocab_size: 64,
-            ..LlamaConfig::default()
-        };
-        LlamaModel::from_config_seeded(&cfg, 5, &Device::Cpu).unwrap()
+        LlamaModel::from_config_seeded(&LlamaConfig::tiny(), 5, &Device::Cpu).unwrap()
     }
 
     fn tensor(rows: &[&[u32]]) -> Tensor {

@@ -214,22 +214,9 @@ mod tests {
     use crate::onnx::proto::ModelProto;
     use prost::Message;
 
-    fn tiny() -> LlamaConfig {
-        LlamaConfig {
-            vocab_size: 64,
-            hidden_size: 32,
-            num_layers: 2,
-            num_heads: 4,
-            num_kv_heads: 2,
-            intermediate_size: 48,
-            rope_theta: 10_000.0,
-            rms_norm_eps: 1e-5,
-        }
-    }
-
     #[test]
     fn llama_graph_uses_only_standard_opset_17_operators() {
-        let model = LlamaModel::from_config_seeded(&tiny(), 7, &Device::Cpu).unwrap();
+        let model = LlamaModel::from_config_seeded(&LlamaConfig::tiny(), 7, &Device::Cpu).unwrap();
         let bytes = llama_embedder_graph(&model).unwrap();
         let proto = ModelProto::decode(bytes.as_slice()).unwrap();
         assert_eq!(proto.opset_import[0].version, 17);
@@ -246,9 +233,9 @@ mod tests {
 
     #[test]
     fn llama_seeded_models_are_reproducible() {
-        let a = LlamaModel::from_config_seeded(&tiny(), 3, &Device::Cpu).unwrap();
-        let b = LlamaModel::from_config_seeded(&tiny(), 3, &Device::Cpu).unwrap();
-        let c = LlamaModel::from_config_seeded(&tiny(), 4, &Device::Cpu).unwrap();
+        let a = LlamaModel::from_config_seeded(&LlamaConfig::tiny(), 3, &Device::Cpu).unwrap();
+        let b = LlamaModel::from_config_seeded(&LlamaConfig::tiny(), 3, &Device::Cpu).unwrap();
+        let c = LlamaModel::from_config_seeded(&LlamaConfig::tiny(), 4, &Device::Cpu).unwrap();
         let ids = candle_core::Tensor::new(&[[1u32, 5, 9]], &Device::Cpu).unwrap();
         let mask = ids.ones_like().unwrap();
         let embed = |m: &LlamaModel| m.embed(&ids, &mask).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
