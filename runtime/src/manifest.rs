@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::policy_spec::PolicySpec;
 use crate::text::TextSpec;
 
 /// The manifest file name inside a bundle folder.
@@ -125,6 +126,10 @@ pub struct Manifest {
     /// without it take option embeddings only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<TextSpec>,
+    /// For steerable-policy bundles: the conditioned language model ([`PolicySpec`]). It needs an np-btl text
+    /// bundle: z comes from the bundle's encoder, and the reward ranks samples (best-of-n).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicySpec>,
     /// What wrote the bundle, e.g. `steer-trainer 0.1.0`.
     pub producer: String,
     /// The training configuration, saved with the model.
@@ -195,8 +200,26 @@ impl Manifest {
                 return bad("files[].path", "a plain file name inside the bundle", entry.path.clone());
             }
         }
+        if let Some(policy) = &self.policy {
+            if self.model_kind != ModelKind::NpBtl || self.text.is_none() {
+                return bad("policy", "a policy only in an np-btl text bundle", self.model_kind.to_string());
+            }
+            if !policy.chat_template.contains("{prompt}") {
+                return bad("policy.chat_template", "a template containing {prompt}", policy.chat_template.clone());
+            }
+            if policy.num_layers == 0 || policy.num_kv_heads == 0 || policy.head_dim == 0 || policy.vocab_size == 0 {
+                return bad("policy", "non-zero num_layers, num_kv_heads, head_dim and vocab_size", "0".into());
+            }
+        }
         let text_files = self.text.iter().flat_map(|text| [&text.embedder, &text.tokenizer]);
-        let graphs = self.graphs.encoder.iter().chain(std::iter::once(&self.graphs.reward)).chain(text_files);
+        let policy_files = self.policy.iter().flat_map(|policy| [&policy.graph, &policy.tokenizer]);
+        let graphs = self
+            .graphs
+            .encoder
+            .iter()
+            .chain(std::iter::once(&self.graphs.reward))
+            .chain(text_files)
+            .chain(policy_files);
         for graph in graphs {
             if !self.files.iter().any(|f| &f.path == graph) {
                 return bad("files", &format!("an entry for {graph}"), "none".into());

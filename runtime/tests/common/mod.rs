@@ -290,6 +290,7 @@ pub fn write_bundle_with_text(
         },
         files: entries,
         text,
+        policy: None,
         producer: "steer-runtime tests".into(),
         training: serde_json::Value::Null,
         metrics: serde_json::Value::Null,
