@@ -280,6 +280,39 @@ pub enum Error {
         kind: String,
     },
 
+    /// A generation parameter is out of its range.
+    #[error("invalid generation parameter `{param}`: expected {expected}, found {found}")]
+    InvalidGenerationParam {
+        /// The parameter, e.g. `temperature`.
+        param: String,
+        /// Its valid range.
+        expected: String,
+        /// The value that was passed.
+        found: String,
+    },
+    /// A prompt, with its chat template, leaves no room for `max_new_tokens` in the policy's context window.
+    #[error(
+        "the prompt is too long: {prompt_tokens} prompt tokens (chat template included) + max_new_tokens \
+         {max_new_tokens} exceed the policy's context window of {max_positions} tokens"
+    )]
+    PromptTooLong {
+        /// The prompt's tokens, chat template included.
+        prompt_tokens: usize,
+        /// The requested `max_new_tokens`.
+        max_new_tokens: usize,
+        /// The policy's `max_positions`.
+        max_positions: usize,
+    },
+    /// A generation call was made on a bundle without a policy.
+    #[error(
+        "this {kind} bundle has no policy (no `policy` in its manifest): text generation needs a bundle exported \
+         with a steerable policy"
+    )]
+    NoPolicy {
+        /// The bundle's model kind.
+        kind: String,
+    },
+
     /// A session's lock was poisoned: another thread panicked while it was running the graph.
     #[error("a session of graph {graph} is unusable: another thread panicked while running it")]
     Poisoned {
@@ -322,6 +355,9 @@ impl Error {
             Error::ProfileLength { .. } => 305,
             Error::Tokenization { .. } => 306,
             Error::NoTextEmbedder { .. } => 307,
+            Error::InvalidGenerationParam { .. } => 308,
+            Error::PromptTooLong { .. } => 309,
+            Error::NoPolicy { .. } => 310,
             Error::Poisoned { .. } => 900,
         }
     }
@@ -380,6 +416,9 @@ mod tests {
             Error::TokenizerMismatch { expected: s(), found: s() },
             Error::Tokenization { text: s(), message: s() },
             Error::NoTextEmbedder { kind: s() },
+            Error::InvalidGenerationParam { param: s(), expected: s(), found: s() },
+            Error::PromptTooLong { prompt_tokens: 1, max_new_tokens: 1, max_positions: 1 },
+            Error::NoPolicy { kind: s() },
             Error::Poisoned { graph: s() },
         ]
     }
@@ -408,7 +447,10 @@ mod tests {
                 | Error::InvalidMask { .. }
                 | Error::ProfileLength { .. }
                 | Error::Tokenization { .. }
-                | Error::NoTextEmbedder { .. } => 300..400,
+                | Error::NoTextEmbedder { .. }
+                | Error::InvalidGenerationParam { .. }
+                | Error::PromptTooLong { .. }
+                | Error::NoPolicy { .. } => 300..400,
                 Error::Poisoned { .. } => 900..1000,
                 _ => 200..300,
             };

@@ -60,13 +60,15 @@
 #![deny(missing_docs)]
 
 pub mod error;
+pub mod generate;
 mod graph;
 mod input;
 pub mod manifest;
 mod model;
 mod options;
-pub mod policy_spec;
 pub mod ort_env;
+pub mod policy;
+pub mod policy_spec;
 mod pool;
 mod preference;
 mod profile;
@@ -75,9 +77,11 @@ mod scores;
 pub mod text;
 
 pub use error::{Error, Result};
+pub use generate::{BestOfN, FinishReason, Generation, GenerationRequest, TokenEvent};
 pub use manifest::{Dims, Manifest, ModelKind};
 pub use model::Model;
 pub use options::{ExecutionProvider, LoadOptions};
+pub use policy::Policy;
 pub use policy_spec::{GenerationParams, PolicySpec};
 pub use preference::{Reward, preference_probability};
 pub use profile::{Context, Profile};

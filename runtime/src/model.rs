@@ -1,5 +1,6 @@
 //! [`Model`]: a loaded bundle and the calls that run it.
 
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use ndarray::{Array2, Array3, ArrayView1, ArrayView2, ArrayView3, Axis as NdAxis, Dimension, Ix2, concatenate, stack};
@@ -8,11 +9,14 @@ use ort::session::{Session, SessionOutputs};
 use ort::value::TensorRef;
 
 use crate::error::{Error, Result};
+use crate::generate::{BestOfN, Generation, GenerationRequest, TokenEvent};
 use crate::graph::GraphSpec;
 use crate::input::{Axis, check_context, check_finite, check_mask, check_not_empty, check_shape, pack_contexts};
 use crate::manifest::{Dims, Manifest, ModelKind, io};
 use crate::options::{ExecutionProvider, LoadOptions};
 use crate::ort_env;
+use crate::policy::{Policy, load_policy};
+use crate::policy_spec::{GenerationParams, PolicySpec};
 use crate::pool::SessionPool;
 use crate::preference::{Reward, preference_probability};
 use crate::profile::{Context, Profile};
@@ -33,6 +37,7 @@ pub struct Model {
     encoder: Option<SessionPool>,
     reward: SessionPool,
     text: Option<Embedder>,
+    policy: Option<Policy>,
     providers: Vec<ExecutionProvider>,
     fallbacks: Vec<ProviderFallback>,
 }
@@ -70,7 +75,11 @@ impl Model {
             Some(spec) => Some(load_embedder(&env, dir, spec, dims.embedding_dim, &plan, options)?),
             None => None,
         };
-        Ok(Model { manifest, encoder, reward, text, providers: plan.active, fallbacks: plan.fallbacks })
+        let policy = match &manifest.policy {
+            Some(spec) => Some(load_policy(&env, dir, spec, dims.latent_dim, &plan, options)?),
+            None => None,
+        };
+        Ok(Model { manifest, encoder, reward, text, policy, providers: plan.active, fallbacks: plan.fallbacks })
     }
 
     /// The bundle's manifest.
@@ -299,6 +308,96 @@ impl Model {
         self.score_batch(z, options.view())
     }
 
+    /// Whether the bundle has a steerable policy ([`Manifest::policy`]), so that the generation calls work.
+    pub fn has_policy(&self) -> bool {
+        self.policy.is_some()
+    }
+
+    /// The bundle's policy: its spec, tokenizer and prompt rule; `None` for bundles without one.
+    pub fn policy(&self) -> Option<&Policy> {
+        self.policy.as_ref()
+    }
+
+    /// The policy's entry in the manifest; `None` for bundles without a policy.
+    pub fn policy_spec(&self) -> Option<&PolicySpec> {
+        self.policy.as_ref().map(Policy::spec)
+    }
+
+    /// The policy's generation defaults ([`PolicySpec::defaults`]); `None` for bundles without a policy.
+    pub fn generation_defaults(&self) -> Option<&GenerationParams> {
+        self.policy_spec().map(|spec| &spec.defaults)
+    }
+
+    /// Generates one reply per request with the bundle's policy, each steered by its request's profile, all
+    /// requests in one batch. See [`crate::generate`] for the sampling rule and when a row ends; the prompt rule is
+    /// in [`crate::policy`].
+    ///
+    /// Errors: [`Error::NoPolicy`] (310) for a bundle without a policy, [`Error::InvalidGenerationParam`] (308) for
+    /// invalid `params`, [`Error::EmptyInput`] for no requests, [`Error::ProfileLength`] for a profile that is not
+    /// `latent_dim` long, [`Error::PromptTooLong`] (309) when a prompt leaves no room for `max_new_tokens`.
+    ///
+    /// ```no_run
+    /// use steer_runtime::{GenerationRequest, LoadOptions, Model, TextPair};
+    ///
+    /// let model = Model::load("out/bundle-policy", &LoadOptions::default())?;
+    /// let user = model.infer_profile_text(&[TextPair::new("Tell me a joke", "Short pun.", "A long story.")])?;
+    /// let params = model.generation_defaults().cloned().unwrap_or_default();
+    /// let out = model.generate(&[GenerationRequest::new("Any tips for pasta?", &user)], &params)?;
+    /// println!("{}", out[0].text);
+    /// # Ok::<(), steer_runtime::Error>(())
+    /// ```
+    pub fn generate(&self, requests: &[GenerationRequest<'_>], params: &GenerationParams) -> Result<Vec<Generation>> {
+        self.generate_stream(requests, params, &mut |_| ControlFlow::Continue(()))
+    }
+
+    /// [`Model::generate`], calling `on_token` for every sampled token with the text it adds to its row (a
+    /// [`TokenEvent`]). Returning [`ControlFlow::Break`] cancels every row still running: they end with
+    /// [`FinishReason::Cancelled`](crate::FinishReason::Cancelled) and what was generated so far is returned.
+    pub fn generate_stream(
+        &self,
+        requests: &[GenerationRequest<'_>],
+        params: &GenerationParams,
+        on_token: &mut dyn FnMut(TokenEvent<'_>) -> ControlFlow<()>,
+    ) -> Result<Vec<Generation>> {
+        let policy = self.policy_ref()?;
+        params.validate()?;
+        check_not_empty("requests", requests.len(), "at least one request")?;
+        for request in requests {
+            self.check_profile(request.profile)?;
+        }
+        crate::generate::generate(policy, requests, params, on_token)
+    }
+
+    /// Best-of-n: samples `n` replies to `prompt` for the profile in one batch (row `i` uses seed `params.seed + i`)
+    /// and scores each with the bundle's own reward for the same profile ([`Model::score_text`]). `best` is the
+    /// index of the highest reward (the first on a tie). `n = 0` is [`Error::InvalidGenerationParam`].
+    pub fn generate_best_of_n(
+        &self,
+        prompt: &str,
+        profile: &Profile,
+        n: usize,
+        params: &GenerationParams,
+    ) -> Result<BestOfN> {
+        self.policy_ref()?;
+        if n == 0 {
+            return Err(Error::InvalidGenerationParam {
+                param: "n".into(),
+                expected: "at least 1 candidate".into(),
+                found: "0".into(),
+            });
+        }
+        let requests = vec![GenerationRequest::new(prompt, profile); n];
+        let candidates = self.generate(&requests, params)?;
+        let texts: Vec<&str> = candidates.iter().map(|c| c.text.as_str()).collect();
+        let rewards = self.score_text(profile, prompt, &texts)?.reward;
+        let best = crate::generate::argmax(&rewards);
+        Ok(BestOfN { best, candidates, rewards })
+    }
+
+    fn policy_ref(&self) -> Result<&Policy> {
+        self.policy.as_ref().ok_or_else(|| Error::NoPolicy { kind: self.kind().to_string() })
+    }
+
     fn text_embedder(&self) -> Result<&Embedder> {
         self.text.as_ref().ok_or_else(|| Error::NoTextEmbedder { kind: self.kind().to_string() })
     }
@@ -386,12 +485,24 @@ pub(crate) fn load_pool(
     plan: &ProviderPlan,
     options: &LoadOptions,
 ) -> Result<SessionPool> {
+    load_pool_with(env, dir, file, plan, options, |session| spec.check(file, session))
+}
+
+/// [`load_pool`] with the signature check given as a function of the first session.
+pub(crate) fn load_pool_with(
+    env: &Environment,
+    dir: &Path,
+    file: &str,
+    plan: &ProviderPlan,
+    options: &LoadOptions,
+    check: impl Fn(&Session) -> Result<()>,
+) -> Result<SessionPool> {
     let path = dir.join(file);
     let mut sessions = Vec::with_capacity(options.session_pool_size);
     for _ in 0..options.session_pool_size {
         let session = create_session(env, &path, file, plan, options.intra_op_threads)?;
         if sessions.is_empty() {
-            spec.check(file, &session)?;
+            check(&session)?;
         }
         sessions.push(session);
     }

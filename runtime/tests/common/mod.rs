@@ -8,6 +8,8 @@ use std::process::Command;
 use steer_runtime::manifest::{FORMAT_VERSION, FileEntry, Graphs, sha256_file};
 use steer_runtime::{Dims, LoadOptions, Manifest, ModelKind, TextSpec};
 
+pub mod policy_graph;
+
 /// Makes sure ONNX Runtime can be found, fetching it with the project's script when it cannot.
 pub fn ensure_ort() {
     if steer_runtime::ort_env::find_onnxruntime(&LoadOptions::default()).is_ok() {
