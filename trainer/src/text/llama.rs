@@ -504,6 +504,11 @@ impl LlamaModel {
         Self::new(cfg, store.builder(device))
     }
 
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     /// The configuration the model was built with.
     pub fn config(&self) -> &LlamaConfig {
         &self.cfg
