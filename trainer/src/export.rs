@@ -150,6 +150,7 @@ pub fn write_bundle_with_text(
         graphs: Graphs { encoder: conditioned.then(|| ENCODER_FILE.to_string()), reward: REWARD_FILE.to_string() },
         files,
         text: text.map(|t| t.spec.clone()),
+        policy: None,
         producer: format!("steer-trainer {}", env!("CARGO_PKG_VERSION")),
         training,
         metrics,

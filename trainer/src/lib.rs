@@ -13,6 +13,7 @@ pub mod export;
 pub mod model;
 pub mod onnx;
 pub mod params;
+pub mod policy;
 pub mod report;
 pub mod run;
 pub mod sampler;

@@ -7,6 +7,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use steer_runtime::{ExecutionProvider, LoadOptions};
 use steer_trainer::eval::{EvalConfig, ZUsage};
+use steer_trainer::policy::dpo::DpoConfig;
+use steer_trainer::policy::run::{
+    BaseModel, PolicyDataSource, PolicyReport, PolicyRunConfig, TraitKind, evaluate, load_run, train_policy,
+};
+use steer_trainer::policy::PolicyShape;
 use steer_trainer::report::Report;
 use steer_trainer::run::{ALL_KINDS, RunDir, RunRecord, evaluate_run, train_export_evaluate};
 use steer_trainer::tasks::TaskSpec;
@@ -159,8 +164,129 @@ struct TrainArgs {
     eval_tasks: usize,
 }
 
+/// Policy bases (`--base`).
+#[derive(Clone, Copy, ValueEnum)]
+enum BaseName {
+    /// SmolLM2-135M-Instruct from the project cache.
+    Smollm2,
+    /// A random 2-layer decoder over SmolLM2's vocabulary, for smoke runs (learns the data, writes no sense).
+    Tiny,
+}
+
+/// Policy data (`--data`).
+#[derive(Clone, Copy, ValueEnum)]
+enum PolicyDataName {
+    /// Concise vs detailed users over answers the base model writes itself.
+    Steering,
+    /// The built-in text task: casual vs formal users over template answers.
+    BuiltinText,
+    /// Generic JSONL files (--train, --dev, --eval).
+    Jsonl,
+}
+
+#[derive(clap::Args)]
+struct PolicyArgs {
+    /// The base decoder.
+    #[arg(long, value_enum, default_value = "smollm2")]
+    base: BaseName,
+    /// The preference data.
+    #[arg(long, value_enum, default_value = "steering")]
+    data: PolicyDataName,
+    /// With --data jsonl: training pairs.
+    #[arg(long)]
+    train: Option<PathBuf>,
+    /// With --data jsonl: development pairs.
+    #[arg(long)]
+    dev: Option<PathBuf>,
+    /// With --data jsonl: evaluation pairs.
+    #[arg(long)]
+    eval: Option<PathBuf>,
+    /// DPO optimizer steps.
+    #[arg(long)]
+    steps: Option<usize>,
+    /// DPO learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// FiLM and LoRA go into this many top blocks.
+    #[arg(long)]
+    film_layers: Option<usize>,
+    /// LoRA rank.
+    #[arg(long)]
+    lora_rank: Option<usize>,
+    /// Built-in steering data: prompts per split (train, dev, eval), e.g. 160,40,40.
+    #[arg(long, value_delimiter = ',', num_args = 3)]
+    prompts: Option<Vec<usize>>,
+    /// NP-BTL optimizer steps.
+    #[arg(long)]
+    reward_steps: Option<usize>,
+    /// Evaluation prompts per user type and k.
+    #[arg(long)]
+    trait_prompts: Option<usize>,
+    /// Seed.
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+impl PolicyArgs {
+    fn config(&self) -> anyhow::Result<PolicyRunConfig> {
+        let d = PolicyRunConfig::default();
+        let data = match self.data {
+            PolicyDataName::Steering => PolicyDataSource::Steering,
+            PolicyDataName::BuiltinText => PolicyDataSource::BuiltinText,
+            PolicyDataName::Jsonl => match (&self.train, &self.dev, &self.eval) {
+                (Some(train), Some(dev), Some(eval)) => {
+                    PolicyDataSource::Jsonl { train: train.clone(), dev: dev.clone(), eval: eval.clone() }
+                }
+                _ => anyhow::bail!("--data jsonl needs --train, --dev and --eval files"),
+            },
+        };
+        let mut steering = d.steering.clone();
+        if let Some([train, dev, eval]) = self.prompts.as_deref().and_then(|p| <[usize; 3]>::try_from(p).ok()) {
+            steering.prompts = [train, dev, eval];
+        }
+        let seed = self.seed.unwrap_or(d.dpo.seed);
+        steering.seed = seed;
+        Ok(PolicyRunConfig {
+            base: match self.base {
+                BaseName::Smollm2 => BaseModel::Smollm2,
+                BaseName::Tiny => BaseModel::Tiny,
+            },
+            trait_kind: if matches!(self.data, PolicyDataName::BuiltinText) { TraitKind::Formality } else { d.trait_kind },
+            data,
+            steering,
+            shape: PolicyShape {
+                film_layers: self.film_layers.unwrap_or(d.shape.film_layers),
+                lora_rank: self.lora_rank.unwrap_or(d.shape.lora_rank),
+                ..d.shape
+            },
+            dpo: DpoConfig { steps: self.steps.unwrap_or(d.dpo.steps), lr: self.lr.unwrap_or(d.dpo.lr), seed, ..d.dpo },
+            reward: TrainConfig { steps: self.reward_steps.unwrap_or(d.reward.steps), seed, ..d.reward.clone() },
+            trait_prompts: self.trait_prompts.unwrap_or(d.trait_prompts),
+            ..d
+        })
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// NP-DPO: train a steerable policy (FiLM + LoRA on the base decoder, z from an NP-BTL encoder trained on the
+    /// same choices), evaluate it, and write OUT/report.json.
+    TrainPolicy {
+        #[command(flatten)]
+        args: PolicyArgs,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Re-evaluate a `steer train-policy` folder and write OUT/report.json.
+    EvalPolicy {
+        /// The folder `steer train-policy` wrote.
+        #[arg(long, visible_alias = "run")]
+        bundle: PathBuf,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Train NP-BTL, BTL and DPL, export each as a bundle, evaluate the bundles through ONNX Runtime,
     /// and write OUT/report.json and OUT/accuracy.svg.
     Train {
@@ -299,6 +425,28 @@ fn print_text_figures(report: &Report, text: &steer_trainer::report::TextFigures
     }
 }
 
+fn print_policy_report(report: &PolicyReport, out: &Path) {
+    println!("implicit-reward accuracy % on unseen pairs:");
+    for (user_type, by_k) in &report.implicit_reward_accuracy {
+        let cells: Vec<String> = by_k.iter().map(|(k, v)| format!("k={k}: {v:5.1}")).collect();
+        println!("  {user_type:<12} {}", cells.join("  "));
+    }
+    println!("mean {:?} of sampled generations:", report.trait_kind);
+    for (user_type, by_k) in &report.r#trait {
+        let cells: Vec<String> = by_k.iter().map(|(k, v)| format!("k={k}: {v:5.1}")).collect();
+        println!("  {user_type:<12} {}", cells.join("  "));
+    }
+    println!("win rate vs the base model (NP-BTL judge, same user): {:?}", report.win_rate_vs_base);
+    println!("continuum between two users: {:?} (monotonic: {})", report.continuum, report.continuum_monotonic);
+    if let Some(training) = &report.training {
+        println!(
+            "training: best step {} (dev {:.1}%), {:.2} s/step, {:.0} s in all",
+            training.best_step, training.best_dev_accuracy, training.seconds_per_step, training.train_seconds
+        );
+    }
+    println!("report: {}", out.join("report.json").display());
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     let load = cli.runtime.load_options();
     match cli.command {
@@ -339,6 +487,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             .context("steer eval failed")?;
             print_outputs(&report, &out);
+        }
+        Command::TrainPolicy { args, out } => {
+            let report = train_policy(&args.config()?, &load, &out, true).context("steer train-policy failed")?;
+            print_policy_report(&report, &out);
+        }
+        Command::EvalPolicy { bundle, out } => {
+            let ctx = load_run(&bundle, &load, true).context("loading the policy run")?;
+            let report = evaluate(&ctx, true).context("steer eval-policy failed")?;
+            std::fs::create_dir_all(&out)?;
+            std::fs::write(out.join("report.json"), serde_json::to_string_pretty(&report)?)?;
+            print_policy_report(&report, &out);
         }
         Command::Identifiability { rhos, steps, max_context, eval_tasks, out } => {
             identifiability(&rhos, steps, max_context, eval_tasks, &load, &out)?;

@@ -106,7 +106,6 @@ pub(crate) fn assemble_named(
         training: BTreeMap::new(),
         config: record.train.clone(),
         text: None,
-        policy: None,
     };
     for (name, eval, metrics) in results {
         report.accuracy.insert(name.clone(), eval.accuracy);

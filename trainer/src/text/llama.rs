@@ -157,13 +157,121 @@ impl LlamaConfig {
     }
 }
 
-/// Causal grouped-query self-attention with interleaved rotary embeddings (`blk.N.attn_*`).
+/// A layer's key/value cache: `key` and `value` `[B, num_kv_heads, S, head_dim]`, before the key/value heads are
+/// repeated for the query heads (the layout of `policy.onnx`'s `present.*` outputs).
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    /// Rotated keys.
+    pub key: Tensor,
+    /// Values.
+    pub value: Tensor,
+}
+
+/// A low-rank adapter on a frozen linear map: `W x + scale · B (A x)`, with `A` `[rank, in]` drawn at random and `B`
+/// `[out, rank]` zero, so that a new adapter changes nothing. `scale` is `alpha / rank`.
+#[derive(Debug, Clone)]
+pub struct Lora {
+    a: Tensor,
+    b: Tensor,
+    scale: f64,
+}
+
+impl Lora {
+    /// A new adapter for a `in_dim → out_dim` map, its variables `lora_a` and `lora_b` under `vb`.
+    pub fn new(in_dim: usize, out_dim: usize, rank: usize, alpha: f64, vb: VarBuilder) -> Result<Self> {
+        let bound = 1.0 / (in_dim as f64).sqrt();
+        let a = vb.get_with_hints((rank, in_dim), "lora_a", candle_nn::Init::Uniform { lo: -bound, up: bound })?;
+        let b = vb.get_with_hints((out_dim, rank), "lora_b", candle_nn::Init::Const(0.0))?;
+        Ok(Lora { a, b, scale: alpha / rank.max(1) as f64 })
+    }
+
+    /// `base` (the frozen map's output for `x`) plus the adapter's term.
+    fn add_to(&self, x: &Tensor, base: Tensor) -> Result<Tensor> {
+        let low = x.broadcast_matmul(&self.a.t()?)?.broadcast_matmul(&self.b.t()?)?;
+        Ok((base + (low * self.scale)?)?)
+    }
+
+    /// The merged weight `W + scale · B A` `[out, in]` (for export).
+    pub fn merged(&self, weight: &Tensor) -> Result<Tensor> {
+        Ok((weight + (self.b.matmul(&self.a)? * self.scale)?)?)
+    }
+}
+
+/// What every layer of one forward call shares: the rotary angles of each row's positions and the additive mask.
+#[derive(Debug, Clone)]
+pub struct AttentionInputs {
+    /// `[B, 1, T, head_dim / 2, 1]`.
+    cos: Tensor,
+    /// Same layout as `cos`.
+    sin: Tensor,
+    /// `[B, 1, T, S]`: 0 where new token `i` may attend key `j`, [`MASKED_LOGIT`] where not.
+    mask: Tensor,
+}
+
+impl AttentionInputs {
+    /// For `T` new tokens after `S − T` cached ones: `attention_mask` `[B, S]` (1 = real token, 0 = padding; any
+    /// numeric type) and `position_ids` `[B, T]` (u32). New token `i` (total index `S − T + i`) attends to the keys
+    /// `j ≤ S − T + i` whose mask is 1, the rule `policy.onnx` implements.
+    pub fn new(cfg: &LlamaConfig, attention_mask: &Tensor, position_ids: &Tensor) -> Result<Self> {
+        let device = attention_mask.device();
+        let (b, s) = attention_mask.dims2()?;
+        let (pb, t) = position_ids.dims2()?;
+        if pb != b || t > s {
+            return Err(Error::InvalidInput {
+                input: "position_ids",
+                expected: format!("[{b}, T] with T ≤ {s}, the attention mask's length"),
+                got: format!("{:?}", position_ids.shape()),
+            });
+        }
+        let past = s - t;
+        let mask_rows = attention_mask.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        let mut mask = Vec::with_capacity(b * t * s);
+        for row in &mask_rows {
+            for i in 0..t {
+                mask.extend(row.iter().enumerate().map(|(j, &m)| {
+                    if m > 0.0 && j <= past + i { 0.0 } else { MASKED_LOGIT as f32 }
+                }));
+            }
+        }
+        let mask = Tensor::from_vec(mask, (b, 1, t, s), device)?;
+        let positions = position_ids.to_dtype(DType::U32)?.flatten_all()?;
+        let max_position = positions.max(0)?.to_scalar::<u32>()? as usize;
+        let (cos, sin) = cfg.rope_tables(max_position + 1, device)?;
+        let half = cfg.head_dim() / 2;
+        let pick = |table: Tensor| -> Result<Tensor> { Ok(table.index_select(&positions, 0)?.reshape((b, 1, t, half, 1))?) };
+        Ok(AttentionInputs { cos: pick(cos)?, sin: pick(sin)?, mask })
+    }
+
+    /// Right-padded rows with nothing cached: positions are the column indices.
+    pub fn right_padded(cfg: &LlamaConfig, attention_mask: &Tensor) -> Result<Self> {
+        let (b, t) = attention_mask.dims2()?;
+        let positions = Tensor::arange(0u32, t as u32, attention_mask.device())?.unsqueeze(0)?.repeat((b, 1))?;
+        Self::new(cfg, attention_mask, &positions)
+    }
+}
+
+/// The interleaved rotary embedding of `x` `[B, n, T, head_dim]`: `(a, b) ↦ (a·cos − b·sin, a·sin + b·cos)` on each
+/// pair `(2i, 2i + 1)`, written with plain tensor ops so that it has a backward pass and per-row positions.
+fn rotate(x: &Tensor, inputs: &AttentionInputs) -> Result<Tensor> {
+    let (b, n, t, d) = x.dims4()?;
+    let pairs = x.reshape((b, n, t, d / 2, 2))?;
+    let a = pairs.narrow(4, 0, 1)?;
+    let c = pairs.narrow(4, 1, 1)?;
+    let first = (a.broadcast_mul(&inputs.cos)? - c.broadcast_mul(&inputs.sin)?)?;
+    let second = (a.broadcast_mul(&inputs.sin)? + c.broadcast_mul(&inputs.cos)?)?;
+    Ok(Tensor::cat(&[first, second], 4)?.reshape((b, n, t, d))?)
+}
+
+/// Causal grouped-query self-attention with interleaved rotary embeddings (`blk.N.attn_*`), optionally with LoRA on
+/// the query and value projections.
 #[derive(Debug, Clone)]
 pub struct LlamaAttention {
     q: Linear,
     k: Linear,
     v: Linear,
     o: Linear,
+    q_lora: Option<Lora>,
+    v_lora: Option<Lora>,
     num_heads: usize,
     num_kv_heads: usize,
     head_dim: usize,
@@ -179,10 +287,22 @@ impl LlamaAttention {
             k: linear_no_bias(cfg.hidden_size, kv, vb.pp("attn_k"))?,
             v: linear_no_bias(cfg.hidden_size, kv, vb.pp("attn_v"))?,
             o: linear_no_bias(cfg.hidden_size, cfg.hidden_size, vb.pp("attn_output"))?,
+            q_lora: None,
+            v_lora: None,
             num_heads: cfg.num_heads,
             num_kv_heads: cfg.num_kv_heads,
             head_dim,
         })
+    }
+
+    /// Adds LoRA adapters (rank `rank`, scale `alpha / rank`) to the query and value projections, their variables
+    /// under `vb.pp("q")` and `vb.pp("v")`.
+    pub fn add_lora(&mut self, rank: usize, alpha: f64, vb: VarBuilder) -> Result<()> {
+        let (q_out, q_in) = self.q.weight().dims2()?;
+        let (v_out, v_in) = self.v.weight().dims2()?;
+        self.q_lora = Some(Lora::new(q_in, q_out, rank, alpha, vb.pp("q"))?);
+        self.v_lora = Some(Lora::new(v_in, v_out, rank, alpha, vb.pp("v"))?);
+        Ok(())
     }
 
     /// The query, key, value and output projections, in that order (for export).
@@ -190,32 +310,53 @@ impl LlamaAttention {
         [&self.q, &self.k, &self.v, &self.o]
     }
 
-    /// `x` `[B, T, hidden]`; `cos`/`sin` `[T, head_dim / 2]`; `mask` additive, broadcastable to `[B, H, T, T]`.
-    pub fn forward(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    /// The query and value projections with their adapters merged in (for export); the plain weights without LoRA.
+    pub(crate) fn merged_q_v(&self) -> Result<(Tensor, Tensor)> {
+        let merge = |linear: &Linear, lora: &Option<Lora>| match lora {
+            Some(lora) => lora.merged(linear.weight()),
+            None => Ok(linear.weight().clone()),
+        };
+        Ok((merge(&self.q, &self.q_lora)?, merge(&self.v, &self.v_lora)?))
+    }
+
+    fn project(linear: &Linear, lora: &Option<Lora>, x: &Tensor) -> Result<Tensor> {
+        let base = linear.forward(x)?;
+        match lora {
+            Some(lora) => lora.add_to(x, base),
+            None => Ok(base),
+        }
+    }
+
+    /// `x` `[B, T, hidden]` are the new tokens; `past` the layer's cache of earlier tokens. Returns the attention
+    /// output and the cache including the new tokens.
+    pub fn forward(&self, x: &Tensor, inputs: &AttentionInputs, past: Option<&KvCache>) -> Result<(Tensor, KvCache)> {
         let (b, t, hidden) = x.dims3()?;
         let heads = |y: Tensor, n: usize| -> Result<Tensor> {
             Ok(y.reshape((b, t, n, self.head_dim))?.transpose(1, 2)?.contiguous()?)
         };
-        let q = heads(self.q.forward(x)?, self.num_heads)?;
-        let k = heads(self.k.forward(x)?, self.num_kv_heads)?;
-        let v = heads(self.v.forward(x)?, self.num_kv_heads)?;
-        let q = candle_nn::rotary_emb::rope_i(&q, cos, sin)?;
-        let k = candle_nn::rotary_emb::rope_i(&k, cos, sin)?;
+        let q = rotate(&heads(Self::project(&self.q, &self.q_lora, x)?, self.num_heads)?, inputs)?;
+        let k = rotate(&heads(self.k.forward(x)?, self.num_kv_heads)?, inputs)?;
+        let v = heads(Self::project(&self.v, &self.v_lora, x)?, self.num_kv_heads)?;
+        let (k, v) = match past {
+            Some(past) => (Tensor::cat(&[&past.key, &k], 2)?, Tensor::cat(&[&past.value, &v], 2)?),
+            None => (k, v),
+        };
+        let present = KvCache { key: k.clone(), value: v.clone() };
         let group = self.num_heads / self.num_kv_heads;
         let repeat = |y: Tensor| -> Result<Tensor> {
             if group == 1 {
                 return Ok(y);
             }
-            let (b, n, t, d) = y.dims4()?;
-            Ok(y.unsqueeze(2)?.expand((b, n, group, t, d))?.reshape((b, n * group, t, d))?)
+            let (b, n, s, d) = y.dims4()?;
+            Ok(y.unsqueeze(2)?.expand((b, n, group, s, d))?.reshape((b, n * group, s, d))?)
         };
         let k = repeat(k)?;
         let v = repeat(v)?.contiguous()?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(mask)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(&inputs.mask)?;
+        let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
         let out = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, hidden))?;
-        Ok(self.o.forward(&out)?)
+        Ok((self.o.forward(&out)?, present))
     }
 }
 
@@ -275,11 +416,30 @@ impl LlamaBlock {
         (&self.attn_norm, &self.attn, &self.ffn_norm, &self.mlp)
     }
 
-    /// Applies the block; the arguments are those of [`LlamaAttention::forward`].
-    pub fn forward(&self, x: &Tensor, cos: &Tensor, sin: &Tensor, mask: &Tensor) -> Result<Tensor> {
-        let x = (x + self.attn.forward(&self.attn_norm.forward(x)?, cos, sin, mask)?)?;
-        Ok((&x + self.mlp.forward(&self.ffn_norm.forward(&x)?)?)?)
+    /// Applies the block to the new tokens `x`; the arguments are those of [`LlamaAttention::forward`]. The pre-norms
+    /// run in candle's differentiable form, so a block can be trained.
+    pub fn forward(&self, x: &Tensor, inputs: &AttentionInputs, past: Option<&KvCache>) -> Result<(Tensor, KvCache)> {
+        let (attended, present) = self.attn.forward(&self.attn_norm.forward_diff(x)?, inputs, past)?;
+        let x = (x + attended)?;
+        let x = (&x + self.mlp.forward(&self.ffn_norm.forward_diff(&x)?)?)?;
+        Ok((x, present))
     }
+
+    /// The block's attention, to add LoRA adapters to it.
+    pub fn attention_mut(&mut self) -> &mut LlamaAttention {
+        &mut self.attn
+    }
+}
+
+/// FiLM values for one layer: the block's output `h` becomes `gamma ⊙ h + beta`; both `[B, 1, hidden]`.
+#[derive(Debug, Clone)]
+pub struct FilmValues {
+    /// The layer the modulation follows.
+    pub layer: usize,
+    /// Scale, `[B, 1, hidden]`.
+    pub gamma: Tensor,
+    /// Shift, `[B, 1, hidden]`.
+    pub beta: Tensor,
 }
 
 /// The outputs of [`LlamaModel::forward`].
@@ -344,6 +504,11 @@ impl LlamaModel {
         Self::new(cfg, store.builder(device))
     }
 
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
     /// The configuration the model was built with.
     pub fn config(&self) -> &LlamaConfig {
         &self.cfg
@@ -374,20 +539,86 @@ impl LlamaModel {
 
     /// The final hidden states `[B, T, hidden]` only, skipping the (vocabulary-wide) head.
     pub fn hidden_states(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
-        let (b, t) = check_batch(input_ids, attention_mask)?;
-        let (cos, sin) = self.cfg.rope_tables(t, &self.device)?;
-        let causal: Vec<f32> =
-            (0..t).flat_map(|i| (0..t).map(move |j| if j > i { MASKED_LOGIT as f32 } else { 0.0 })).collect();
-        let causal = Tensor::from_vec(causal, (1, 1, t, t), &self.device)?;
-        let padding = ((attention_mask.to_dtype(DType::F32)?.ones_like()? - attention_mask.to_dtype(DType::F32)?)?
-            * MASKED_LOGIT)?
-            .reshape((b, 1, 1, t))?;
-        let mask = causal.broadcast_add(&padding)?;
-        let mut x = self.embed.forward(input_ids)?;
-        for block in &self.blocks {
-            x = block.forward(&x, &cos, &sin, &mask)?;
-        }
+        check_batch(input_ids, attention_mask)?;
+        let inputs = AttentionInputs::right_padded(&self.cfg, attention_mask)?;
+        let x = self.embed.forward(input_ids)?;
+        let (x, _) = self.run_blocks(x, 0..self.cfg.num_layers, &inputs, None, &[])?;
         Ok(self.norm.forward(&x)?)
+    }
+
+    /// The input of block `layer` (the output of the blocks below it) for right-padded rows, `[B, T, hidden]`: what a
+    /// trainer caches when only the blocks from `layer` up are trained.
+    pub fn layer_input(&self, input_ids: &Tensor, attention_mask: &Tensor, layer: usize) -> Result<Tensor> {
+        check_batch(input_ids, attention_mask)?;
+        let inputs = AttentionInputs::right_padded(&self.cfg, attention_mask)?;
+        let x = self.embed.forward(input_ids)?;
+        let (x, _) = self.run_blocks(x, 0..layer.min(self.cfg.num_layers), &inputs, None, &[])?;
+        Ok(x)
+    }
+
+    /// Runs blocks `layers` on `x`, each followed by its FiLM values from `film` if it has any. `past` holds one
+    /// cache per layer of the whole model (indexed by layer). Returns the output and the new caches of `layers`.
+    pub fn run_blocks(
+        &self,
+        mut x: Tensor,
+        layers: std::ops::Range<usize>,
+        inputs: &AttentionInputs,
+        past: Option<&[KvCache]>,
+        film: &[FilmValues],
+    ) -> Result<(Tensor, Vec<KvCache>)> {
+        let mut presents = Vec::with_capacity(layers.len());
+        for layer in layers {
+            let block = self.blocks.get(layer).ok_or_else(|| Error::InvalidInput {
+                input: "layers",
+                expected: format!("layers below {}", self.cfg.num_layers),
+                got: layer.to_string(),
+            })?;
+            let (y, present) = block.forward(&x, inputs, past.and_then(|p| p.get(layer)))?;
+            x = y;
+            for f in film.iter().filter(|f| f.layer == layer) {
+                x = x.broadcast_mul(&f.gamma)?.broadcast_add(&f.beta)?;
+            }
+            presents.push(present);
+        }
+        Ok((x, presents))
+    }
+
+    /// One generation step: the new tokens `input_ids` `[B, T]` (u32) after the cached ones, `attention_mask`
+    /// `[B, S]` over cached and new tokens, `position_ids` `[B, T]` (u32), `past` one cache per layer (or `None` on the
+    /// first step) and the FiLM values. Returns the logits `[B, T, vocab]` and the caches including the new tokens:
+    /// the computation `policy.onnx` exports.
+    pub fn forward_step(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        position_ids: &Tensor,
+        past: Option<&[KvCache]>,
+        film: &[FilmValues],
+    ) -> Result<(Tensor, Vec<KvCache>)> {
+        if let Some(past) = past
+            && past.len() != self.cfg.num_layers
+        {
+            return Err(Error::InvalidInput {
+                input: "past",
+                expected: format!("one cache per layer ({})", self.cfg.num_layers),
+                got: past.len().to_string(),
+            });
+        }
+        let inputs = AttentionInputs::new(&self.cfg, attention_mask, position_ids)?;
+        let x = self.embed.forward(input_ids)?;
+        let (x, presents) = self.run_blocks(x, 0..self.cfg.num_layers, &inputs, past, film)?;
+        let logits = self.lm_head.forward(&self.norm.forward_diff(&x)?)?;
+        Ok((logits, presents))
+    }
+
+    /// The final norm (differentiable) and the head on hidden states `[.., hidden]`: next-token logits.
+    pub fn head(&self, hidden: &Tensor) -> Result<Tensor> {
+        Ok(self.lm_head.forward(&self.norm.forward_diff(hidden)?)?)
+    }
+
+    /// The decoder blocks, mutable, to add adapters.
+    pub fn blocks_mut(&mut self) -> &mut [LlamaBlock] {
+        &mut self.blocks
     }
 
     /// The final hidden state at each row's last real token (the last position whose mask is 1), `[B, hidden]`:
