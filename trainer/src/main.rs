@@ -7,11 +7,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use steer_runtime::{ExecutionProvider, LoadOptions};
 use steer_trainer::eval::{EvalConfig, ZUsage};
+use steer_trainer::policy::PolicyShape;
 use steer_trainer::policy::dpo::DpoConfig;
 use steer_trainer::policy::run::{
     BaseModel, PolicyDataSource, PolicyReport, PolicyRunConfig, TraitKind, evaluate, load_run, train_policy,
 };
-use steer_trainer::policy::PolicyShape;
 use steer_trainer::report::Report;
 use steer_trainer::run::{ALL_KINDS, RunDir, RunRecord, evaluate_run, train_export_evaluate};
 use steer_trainer::tasks::TaskSpec;
@@ -251,7 +251,11 @@ impl PolicyArgs {
                 BaseName::Smollm2 => BaseModel::Smollm2,
                 BaseName::Tiny => BaseModel::Tiny,
             },
-            trait_kind: if matches!(self.data, PolicyDataName::BuiltinText) { TraitKind::Formality } else { d.trait_kind },
+            trait_kind: if matches!(self.data, PolicyDataName::BuiltinText) {
+                TraitKind::Formality
+            } else {
+                d.trait_kind
+            },
             data,
             steering,
             shape: PolicyShape {

@@ -177,7 +177,11 @@ impl PolicyData {
         let bar = if progress { ProgressBar::new(out.ids.len() as u64) } else { ProgressBar::hidden() };
         bar.set_style(
             ProgressStyle::with_template("caching frozen layers {bar:30} {pos}/{len} sequences [{elapsed}<{eta}]")
-                .map_err(|e| Error::InvalidConfig { field: "progress", expected: "a template".into(), got: e.to_string() })?,
+                .map_err(|e| Error::InvalidConfig {
+                    field: "progress",
+                    expected: "a template".into(),
+                    got: e.to_string(),
+                })?,
         );
         let device = policy.model().device().clone();
         let first = policy.first_trainable();
@@ -206,7 +210,10 @@ impl PolicyData {
             ids.extend(seq.iter().copied().chain(std::iter::repeat_n(0, longest - seq.len())));
             mask.extend((0..longest).map(|t| u32::from(t < seq.len())));
         }
-        Ok((Tensor::from_vec(ids, (seqs.len(), longest), device)?, Tensor::from_vec(mask, (seqs.len(), longest), device)?))
+        Ok((
+            Tensor::from_vec(ids, (seqs.len(), longest), device)?,
+            Tensor::from_vec(mask, (seqs.len(), longest), device)?,
+        ))
     }
 
     /// log π(response | prompt, z) of sequences `seqs` under `policy`, `[N]`, with `z` `[N, latent]` (differentiable).
@@ -221,7 +228,11 @@ impl PolicyData {
                 .map(|&s| {
                     let x = &self.layer_inputs[s];
                     let pad = longest - x.dim(0)?;
-                    Ok(if pad == 0 { x.clone() } else { Tensor::cat(&[x, &Tensor::zeros((pad, hidden), DType::F32, device)?], 0)? })
+                    Ok(if pad == 0 {
+                        x.clone()
+                    } else {
+                        Tensor::cat(&[x, &Tensor::zeros((pad, hidden), DType::F32, device)?], 0)?
+                    })
                 })
                 .collect::<Result<Vec<_>>>()?;
             Tensor::stack(&rows, 0)?
@@ -242,7 +253,12 @@ impl PolicyData {
 }
 
 /// z for each `(user_type, context pair indices into pool)`, `[B, latent]`, from the frozen encoder (detached).
-pub fn profiles(encoder: &ContextEncoder, pool: &PolicyData, contexts: &[(&str, Vec<usize>)], device: &Device) -> Result<Tensor> {
+pub fn profiles(
+    encoder: &ContextEncoder,
+    pool: &PolicyData,
+    contexts: &[(&str, Vec<usize>)],
+    device: &Device,
+) -> Result<Tensor> {
     let d = pool.embeddings.ncols();
     let width = contexts.iter().map(|(_, c)| c.len()).max().unwrap_or(0).max(1);
     let mut context = vec![0f32; contexts.len() * width * 2 * d];
@@ -298,21 +314,21 @@ pub fn train_dpo(
     let vars = varmap.all_vars();
     let mut optimizer = AdamW::new(vars.clone(), ParamsAdamW { lr: cfg.lr, weight_decay: 0.0, ..Default::default() })?;
     let mut rng = StdRng::seed_from_u64(cfg.seed);
-    let judged: Vec<(String, Vec<usize>)> =
-        train.user_types.iter().map(|t| (t.clone(), train.judged_by(t))).collect();
-    let snapshot = |vars: &[candle_core::Var]| -> Result<Vec<Tensor>> {
-        vars.iter().map(|v| Ok(v.as_tensor().copy()?)).collect()
-    };
+    let judged: Vec<(String, Vec<usize>)> = train.user_types.iter().map(|t| (t.clone(), train.judged_by(t))).collect();
+    let snapshot =
+        |vars: &[candle_core::Var]| -> Result<Vec<Tensor>> { vars.iter().map(|v| Ok(v.as_tensor().copy()?)).collect() };
     let validate = |rng_seed: u64| -> Result<f64> {
-        let accuracy = implicit_reward_accuracy(policy, encoder, train, dev, &[cfg.max_context], 1, rng_seed, cfg.beta)?;
+        let accuracy =
+            implicit_reward_accuracy(policy, encoder, train, dev, &[cfg.max_context], 1, rng_seed, cfg.beta)?;
         Ok(accuracy.values().map(|by_k| by_k.values().sum::<f64>()).sum::<f64>() / accuracy.len().max(1) as f64)
     };
     let mut best = (0, validate(cfg.seed)?, snapshot(&vars)?);
     let mut history = vec![(0, f64::NAN, best.1)];
     let bar = if progress { ProgressBar::new(cfg.steps as u64) } else { ProgressBar::hidden() };
     bar.set_style(
-        ProgressStyle::with_template("NP-DPO {bar:30} {pos}/{len} steps [{elapsed}<{eta}] {msg}")
-            .map_err(|e| Error::InvalidConfig { field: "progress", expected: "a template".into(), got: e.to_string() })?,
+        ProgressStyle::with_template("NP-DPO {bar:30} {pos}/{len} steps [{elapsed}<{eta}] {msg}").map_err(|e| {
+            Error::InvalidConfig { field: "progress", expected: "a template".into(), got: e.to_string() }
+        })?,
     );
     let started = Instant::now();
     let mut loss_sum = (0.0, 0usize);
@@ -419,7 +435,13 @@ pub fn implicit_reward_accuracy(
                 for &p in &target_pairs {
                     if let Some((w, l)) = targets.pairs[p].ordered(user_type) {
                         let margin = beta * (ratio[w] - ratio[l]);
-                        correct += if margin > 0.0 { 1.0 } else if margin == 0.0 { 0.5 } else { 0.0 };
+                        correct += if margin > 0.0 {
+                            1.0
+                        } else if margin == 0.0 {
+                            0.5
+                        } else {
+                            0.0
+                        };
                     }
                 }
             }

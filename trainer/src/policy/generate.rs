@@ -90,7 +90,8 @@ pub fn generate_ids(
             got: format!("{b} prompts"),
         });
     }
-    let mut mask: Vec<Vec<u32>> = prompts.iter().map(|p| [vec![0; longest - p.len()], vec![1; p.len()]].concat()).collect();
+    let mut mask: Vec<Vec<u32>> =
+        prompts.iter().map(|p| [vec![0; longest - p.len()], vec![1; p.len()]].concat()).collect();
     let ids: Vec<u32> = prompts.iter().flat_map(|p| [vec![pad; longest - p.len()], p.clone()].concat()).collect();
     let mut positions: Vec<u32> =
         prompts.iter().flat_map(|p| [vec![0; longest - p.len()], (0..p.len() as u32).collect()].concat()).collect();
@@ -190,7 +191,8 @@ mod tests {
     #[test]
     fn left_padded_batches_generate_what_each_row_generates_alone() {
         let model = LlamaModel::from_config_seeded(&LlamaConfig::tiny(), 11, &Device::Cpu).unwrap();
-        let step = |i: &Tensor, m: &Tensor, p: &Tensor, past: Option<&[KvCache]>| model.forward_step(i, m, p, past, &[]);
+        let step =
+            |i: &Tensor, m: &Tensor, p: &Tensor, past: Option<&[KvCache]>| model.forward_step(i, m, p, past, &[]);
         let prompts = vec![vec![3u32, 7, 9, 12, 5], vec![4u32, 8]];
         let params = SampleParams::greedy(6);
         let together = generate_ids(&step, &prompts, &params, &[], 0, &Device::Cpu).unwrap();

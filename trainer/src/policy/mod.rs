@@ -15,6 +15,7 @@
 //! one profile drives both the reward and the policy, and best-of-n reranks with that reward).
 
 pub mod dpo;
+pub mod export;
 pub mod generate;
 pub mod run;
 pub mod steering;

@@ -21,7 +21,8 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
-use steer_runtime::{LoadOptions, ModelKind, TextOption};
+use steer_runtime::generate::GenerationRequest;
+use steer_runtime::{GenerationParams, LoadOptions, Model, ModelKind, Profile, TextOption};
 use tokenizers::Tokenizer;
 
 use crate::data::{PreferenceDataset, builtin};
@@ -30,6 +31,7 @@ use crate::eval::EvalConfig;
 use crate::model::{NpBtl, RewardModel};
 use crate::params::SeededVarMap;
 use crate::policy::dpo::{DpoConfig, DpoMetrics, EVAL_KS, PolicyData, implicit_reward_accuracy, profiles, train_dpo};
+use crate::policy::export::write_policy_bundle;
 use crate::policy::generate::{SMOLLM2_CHAT_TEMPLATE, SMOLLM2_EOS, SampleParams, generate_ids, token_id, word_count};
 use crate::policy::steering::{self, SteeringConfig, write_jsonl};
 use crate::policy::{PolicyShape, SteerPolicy};
@@ -123,7 +125,12 @@ impl Default for PolicyRunConfig {
             steering: SteeringConfig::default(),
             shape: PolicyShape::default(),
             dpo: DpoConfig::default(),
-            reward: TrainConfig { steps: 400, baseline_steps: 200, eval_every: 25, ..TrainConfig::builtin_text_default() },
+            reward: TrainConfig {
+                steps: 400,
+                baseline_steps: 200,
+                eval_every: 25,
+                ..TrainConfig::builtin_text_default()
+            },
             embedder: EmbedderChoice::Minilm,
             eval_draws: 3,
             trait_prompts: 8,
@@ -250,7 +257,8 @@ fn time_stage<T>(seconds: &mut BTreeMap<String, f64>, name: &str, f: impl FnOnce
 }
 
 fn save_json<T: Serialize>(value: &T, path: &Path) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| Error::Json { path: path.into(), message: e.to_string() })?;
+    let text =
+        serde_json::to_string_pretty(value).map_err(|e| Error::Json { path: path.into(), message: e.to_string() })?;
     fs::write(path, text).map_err(Error::io(path))
 }
 
@@ -287,7 +295,8 @@ fn prepare_data(cfg: &PolicyRunConfig, base: &Base, dir: &PolicyDir, progress: b
             }
         }
     }
-    let load = |split: &str, types: Option<&[String]>| DataFormat::Jsonl.load(Some(&dir.data(split)), 0, 0, types, false);
+    let load =
+        |split: &str, types: Option<&[String]>| DataFormat::Jsonl.load(Some(&dir.data(split)), 0, 0, types, false);
     let train = load("train", None)?;
     let types = train.user_types.clone();
     Ok([train, load("dev", Some(&types))?, load("eval", Some(&types))?])
@@ -377,12 +386,88 @@ pub fn train_policy(cfg: &PolicyRunConfig, load: &LoadOptions, out: &Path, progr
         train_dpo(&ctx.policy, ctx.params.varmap(), &ctx.np_btl.encoder, train, dev, &cfg.dpo, progress)
     })?;
     ctx.params.varmap().save(dir.weights())?;
+    time_stage(&mut seconds, "export", || export_bundle(&ctx, &dir))?;
     let mut report = time_stage(&mut seconds, "evaluate", || evaluate(&ctx, progress))?;
+    report.greedy_parity =
+        Some(time_stage(&mut seconds, "greedy_parity", || greedy_parity(&ctx, &dir.bundle(), load))?);
     report.training = Some(metrics);
     report.np_btl_accuracy_k10 = np_btl_k10;
     report.seconds = seconds;
     save_json(&report, &dir.report())?;
     Ok(report)
+}
+
+/// The generation defaults written into the bundle.
+pub fn generation_defaults(cfg: &PolicyRunConfig) -> GenerationParams {
+    GenerationParams { max_new_tokens: cfg.trait_max_new_tokens, ..GenerationParams::default() }
+}
+
+/// Exports the run's policy bundle to `OUT/bundle`: the NP-BTL text bundle plus `policy.onnx` and its tokenizer.
+pub fn export_bundle(ctx: &PolicyContext, dir: &PolicyDir) -> Result<()> {
+    let reward_bundle = RunDir(dir.reward()).bundle_named(NP_BTL);
+    let defaults = generation_defaults(&ctx.config);
+    write_policy_bundle(&ctx.policy, &ctx.base, SMOLLM2_CHAT_TEMPLATE, defaults, &reward_bundle, &dir.bundle())?;
+    Ok(())
+}
+
+/// Whether greedy generation through the exported bundle (ONNX Runtime) equals candle token for token, on the
+/// evaluation prompts with one user of each type (k = 10) in one batch.
+pub fn greedy_parity(ctx: &PolicyContext, bundle: &Path, load: &LoadOptions) -> Result<bool> {
+    let model = Model::load(bundle, load)?;
+    let [train, _, eval] = &ctx.splits;
+    let device = ctx.policy.model().device().clone();
+    let mut prompts: Vec<&str> = Vec::new();
+    for (prompt, _) in &eval.texts {
+        if !prompts.contains(&prompt.as_str()) {
+            prompts.push(prompt);
+        }
+    }
+    prompts.truncate(ctx.config.trait_prompts.max(2));
+    let mut rng = StdRng::seed_from_u64(5);
+    let contexts: Vec<(&str, Vec<usize>)> = prompts
+        .iter()
+        .enumerate()
+        .map(|(row, _)| {
+            let user_type = train.user_types[row % train.user_types.len()].as_str();
+            let mut pool: Vec<usize> =
+                (0..train.pairs.len()).filter(|&p| train.pairs[p].prefers_a.contains_key(user_type)).collect();
+            pool.shuffle(&mut rng);
+            pool.truncate(10);
+            (user_type, pool)
+        })
+        .collect();
+    let z = profiles(&ctx.np_btl.encoder, train, &contexts, &device)?;
+    let max_new_tokens = ctx.config.trait_max_new_tokens;
+    let prompt_ids = prompts
+        .iter()
+        .map(|p| crate::policy::generate::encode_chat(&ctx.base.tokenizer, SMOLLM2_CHAT_TEMPLATE, p))
+        .collect::<Result<Vec<_>>>()?;
+    let step =
+        |i: &Tensor, m: &Tensor, p: &Tensor, past: Option<&[KvCache]>| ctx.policy.forward_step(i, m, p, past, &z);
+    let candle = generate_ids(
+        &step,
+        &prompt_ids,
+        &SampleParams::greedy(max_new_tokens),
+        &[ctx.base.eos],
+        ctx.base.eos,
+        &device,
+    )?;
+    let z_rows = z.to_device(&Device::Cpu)?.to_vec2::<f32>()?;
+    let profiles = z_rows.into_iter().map(Profile::from_vec).collect::<steer_runtime::Result<Vec<_>>>()?;
+    let requests: Vec<GenerationRequest<'_>> =
+        prompts.iter().zip(&profiles).map(|(p, z)| GenerationRequest::new(p, z)).collect();
+    let params =
+        GenerationParams { max_new_tokens, temperature: 0.0, repetition_penalty: 1.0, ..GenerationParams::default() };
+    let onnx = model.generate(&requests, &params)?;
+    let same = candle.iter().zip(&onnx).all(|(c, o)| c == &o.token_ids);
+    if !same {
+        for (row, (c, o)) in candle.iter().zip(&onnx).enumerate() {
+            if c != &o.token_ids {
+                eprintln!("greedy parity: row {row} differs: candle {c:?} vs ONNX Runtime {:?}", o.token_ids);
+            }
+        }
+    }
+    Ok(same)
 }
 
 /// Loads a trained run folder (re-caching its frozen activations) for evaluation or export.
@@ -403,8 +488,16 @@ pub fn evaluate(ctx: &PolicyContext, progress: bool) -> Result<PolicyReport> {
     let cfg = &ctx.config;
     let [train, _, eval] = &ctx.splits;
     let encoder = &ctx.np_btl.encoder;
-    let accuracy =
-        implicit_reward_accuracy(&ctx.policy, encoder, train, eval, &EVAL_KS, cfg.eval_draws, cfg.dpo.seed, cfg.dpo.beta)?;
+    let accuracy = implicit_reward_accuracy(
+        &ctx.policy,
+        encoder,
+        train,
+        eval,
+        &EVAL_KS,
+        cfg.eval_draws,
+        cfg.dpo.seed,
+        cfg.dpo.beta,
+    )?;
     if progress {
         eprintln!("implicit-reward accuracy: {accuracy:?}");
     }
@@ -446,7 +539,8 @@ pub fn evaluate(ctx: &PolicyContext, progress: bool) -> Result<PolicyReport> {
             })
             .collect()
     };
-    let mean_trait = |texts: &[String]| texts.iter().map(|t| cfg.trait_kind.measure(t)).sum::<f64>() / texts.len().max(1) as f64;
+    let mean_trait =
+        |texts: &[String]| texts.iter().map(|t| cfg.trait_kind.measure(t)).sum::<f64>() / texts.len().max(1) as f64;
     // One context per prompt row, each drawn from the type's training choices.
     let mut rng = StdRng::seed_from_u64(cfg.dpo.seed.wrapping_add(99));
     let mut z_for = |user_type: &str, k: usize| -> Result<Tensor> {
@@ -518,6 +612,17 @@ fn win_rate_of(ctx: &PolicyContext, prompts: &[&str], steered: &[String], base: 
     let values: Vec<f32> = embeddings.iter().copied().collect();
     let options = Tensor::from_vec(values, (prompts.len(), 2, d), &Device::Cpu)?;
     let rewards = ctx.np_btl.reward(&options, &z.to_device(&Device::Cpu)?.to_dtype(DType::F32)?)?.to_vec2::<f32>()?;
-    let wins: f64 = rewards.iter().map(|r| if r[0] > r[1] { 1.0 } else if r[0] == r[1] { 0.5 } else { 0.0 }).sum();
+    let wins: f64 = rewards
+        .iter()
+        .map(|r| {
+            if r[0] > r[1] {
+                1.0
+            } else if r[0] == r[1] {
+                0.5
+            } else {
+                0.0
+            }
+        })
+        .sum();
     Ok(100.0 * wins / prompts.len().max(1) as f64)
 }

@@ -35,13 +35,67 @@ const STYLE_PROMPTS: [&str; 2] =
 const QUESTIONS: [&str; 4] = ["What is {}?", "Why does {} matter?", "How does {} work?", "Tell me about {}."];
 /// Topics; the first 40 are for training, the next 10 for development and the last 10 for evaluation.
 const TOPICS: [&str; 60] = [
-    "photosynthesis", "the moon", "a volcano", "coffee", "the internet", "gravity", "a rainbow", "bread", "the heart",
-    "electricity", "a bicycle", "the ocean", "recycling", "a vaccine", "the sun", "a library", "exercise", "sleep",
-    "a camera", "music", "chess", "a battery", "the weather", "a forest", "democracy", "money", "a bridge", "honey",
-    "a telescope", "the brain", "wind power", "a compass", "tea", "an earthquake", "a calendar", "glass", "a river",
-    "memory", "a map", "soap", "a computer", "the stock market", "a glacier", "yeast", "an airplane", "the immune \
-     system", "a lighthouse", "paper", "solar panels", "friendship", "a clock", "rain", "a satellite", "cheese",
-    "the printing press", "a thermometer", "a desert", "vitamins", "a piano", "tides",
+    "photosynthesis",
+    "the moon",
+    "a volcano",
+    "coffee",
+    "the internet",
+    "gravity",
+    "a rainbow",
+    "bread",
+    "the heart",
+    "electricity",
+    "a bicycle",
+    "the ocean",
+    "recycling",
+    "a vaccine",
+    "the sun",
+    "a library",
+    "exercise",
+    "sleep",
+    "a camera",
+    "music",
+    "chess",
+    "a battery",
+    "the weather",
+    "a forest",
+    "democracy",
+    "money",
+    "a bridge",
+    "honey",
+    "a telescope",
+    "the brain",
+    "wind power",
+    "a compass",
+    "tea",
+    "an earthquake",
+    "a calendar",
+    "glass",
+    "a river",
+    "memory",
+    "a map",
+    "soap",
+    "a computer",
+    "the stock market",
+    "a glacier",
+    "yeast",
+    "an airplane",
+    "the immune \
+     system",
+    "a lighthouse",
+    "paper",
+    "solar panels",
+    "friendship",
+    "a clock",
+    "rain",
+    "a satellite",
+    "cheese",
+    "the printing press",
+    "a thermometer",
+    "a desert",
+    "vitamins",
+    "a piano",
+    "tides",
 ];
 /// Topics per split: train, dev, eval.
 const SPLIT_TOPICS: [std::ops::Range<usize>; 3] = [0..40, 40..50, 50..60];
@@ -107,8 +161,9 @@ pub fn generate_split(
     let templates: Vec<String> = STYLE_PROMPTS.iter().map(|s| template_with_system(s)).collect();
     let bar = if progress { ProgressBar::new(prompts.len() as u64) } else { ProgressBar::hidden() };
     bar.set_style(
-        ProgressStyle::with_template("generating answers {bar:30} {pos}/{len} prompts [{elapsed}<{eta}]")
-            .map_err(|e| Error::InvalidConfig { field: "progress", expected: "a template".into(), got: e.to_string() })?,
+        ProgressStyle::with_template("generating answers {bar:30} {pos}/{len} prompts [{elapsed}<{eta}]").map_err(
+            |e| Error::InvalidConfig { field: "progress", expected: "a template".into(), got: e.to_string() },
+        )?,
     );
     let device = crate::policy::device();
     let step = |i: &Tensor, m: &Tensor, p: &Tensor, past: Option<&[KvCache]>| model.forward_step(i, m, p, past, &[]);

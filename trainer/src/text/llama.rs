@@ -228,9 +228,13 @@ impl AttentionInputs {
         let mut mask = Vec::with_capacity(b * t * s);
         for row in &mask_rows {
             for i in 0..t {
-                mask.extend(row.iter().enumerate().map(|(j, &m)| {
-                    if m > 0.0 && j <= past + i { 0.0 } else { MASKED_LOGIT as f32 }
-                }));
+                mask.extend(
+                    row.iter().enumerate().map(
+                        |(j, &m)| {
+                            if m > 0.0 && j <= past + i { 0.0 } else { MASKED_LOGIT as f32 }
+                        },
+                    ),
+                );
             }
         }
         let mask = Tensor::from_vec(mask, (b, 1, t, s), device)?;
@@ -238,7 +242,8 @@ impl AttentionInputs {
         let max_position = positions.max(0)?.to_scalar::<u32>()? as usize;
         let (cos, sin) = cfg.rope_tables(max_position + 1, device)?;
         let half = cfg.head_dim() / 2;
-        let pick = |table: Tensor| -> Result<Tensor> { Ok(table.index_select(&positions, 0)?.reshape((b, 1, t, half, 1))?) };
+        let pick =
+            |table: Tensor| -> Result<Tensor> { Ok(table.index_select(&positions, 0)?.reshape((b, 1, t, half, 1))?) };
         Ok(AttentionInputs { cos: pick(cos)?, sin: pick(sin)?, mask })
     }
 
@@ -522,6 +527,11 @@ impl LlamaModel {
     /// The decoder blocks, first to last (for export).
     pub(crate) fn blocks(&self) -> &[LlamaBlock] {
         &self.blocks
+    }
+
+    /// The language-model head and whether it is tied to the token embedding (for export).
+    pub(crate) fn lm_head(&self) -> (&Linear, bool) {
+        (&self.lm_head, self.lm_head.weight().id() == self.embed.embeddings().id())
     }
 
     /// The final norm `output_norm` (for export).

@@ -31,17 +31,18 @@ use crate::text::llama::{LlamaBlock, LlamaConfig, LlamaModel, MASKED_LOGIT};
 /// The longest input the exported graph accepts: SmolLM2's context length (`llama.context_length`, 8192).
 pub const LLAMA_MAX_TOKENS: usize = 8192;
 
-const BATCH: Dim = Dim::Dynamic("batch");
+pub(crate) const BATCH: Dim = Dim::Dynamic("batch");
 const SEQ: Dim = Dim::Dynamic("seq");
 
-/// Values every block reads: the additive attention mask and the rotary tables at positions `0..seq`.
-struct Shared {
-    /// `[B, 1, T, T]`: 0 where a query may attend, [`MASKED_LOGIT`] (or twice it) where not.
-    mask: String,
-    /// `[T, 1, head_dim / 2, 1]`, broadcasting against `[B, T, heads, head_dim / 2, 1]`.
-    cos: String,
+/// Values every block reads: the additive attention mask and the rotary tables at the tokens' positions.
+pub(crate) struct Shared {
+    /// `[B, 1, T, S]`: 0 where a query may attend, [`MASKED_LOGIT`] (or twice it) where not.
+    pub(crate) mask: String,
+    /// Broadcasting against `[B, T, heads, head_dim / 2, 1]`: `[T, 1, head_dim / 2, 1]` here, `[B, T, 1, head_dim / 2,
+    /// 1]` in the policy graph (per-row positions).
+    pub(crate) cos: String,
     /// Same layout as `cos`.
-    sin: String,
+    pub(crate) sin: String,
 }
 
 /// Serialises `model` as the embedder described in the [module docs](self).
@@ -169,7 +170,7 @@ fn decoder_block(
 
 /// Splits `x` `[B, T, n · head_dim]` into `n` heads and applies the interleaved rotary embedding, as candle's
 /// `rope_i`: `(a, b) ↦ (a·cos − b·sin, a·sin + b·cos)` for each pair `(2i, 2i + 1)`. Returns `[B, T, n, head_dim]`.
-fn rotate(g: &mut GraphBuilder, x: &str, n: i64, head_dim: i64, shared: &Shared) -> String {
+pub(crate) fn rotate(g: &mut GraphBuilder, x: &str, n: i64, head_dim: i64, shared: &Shared) -> String {
     let pairs_shape = g.constant_i64("pairs_shape", &[0, 0, n, head_dim / 2, 2]);
     let pairs = g.node("Reshape", &[x, &pairs_shape], vec![]);
     let first = g.constant_i64("first", &[0]);
