@@ -72,7 +72,7 @@ STATIC_LIBS := -ldl -lgcc_s -lutil -lrt -lpthread -lm
 SANITIZER_ENV := ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 VALGRIND := valgrind --leak-check=full --error-exitcode=1 --num-callers=40 --suppressions=ffi/sanitizers/valgrind.supp
 
-.PHONY: ffi header example-c example-cpp install ffi-check
+.PHONY: ffi header example-c example-cpp example-policy-c example-policy-cpp example-policy-rust install ffi-check
 
 ## ffi: build libsteer.so and libsteer.a into target/release (the header is include/steer.h)
 ffi:
@@ -93,6 +93,25 @@ example-cpp: $(ORT_LIB) ffi
 	@mkdir -p $(EXAMPLES_DIR)
 	$(CXX) $(CXX_FLAGS) -O2 examples/cpp/quickstart.cpp $(LINK_STEER) -o $(EXAMPLES_DIR)/quickstart-cpp
 	$(EXAMPLES_DIR)/quickstart-cpp $(OUT)/bundles/np-btl
+
+# A bundle with a steerable policy and a text embedder, as `steer train-policy --out out/policy` writes it.
+POLICY_BUNDLE ?= out/policy/bundle
+
+## example-policy-c: two users, one prompt, two answers (examples/c/two_users.c) on POLICY_BUNDLE
+example-policy-c: $(ORT_LIB) ffi
+	@mkdir -p $(EXAMPLES_DIR)
+	$(CC) $(C_FLAGS) -O2 examples/c/two_users.c $(LINK_STEER) -o $(EXAMPLES_DIR)/two_users-c
+	$(EXAMPLES_DIR)/two_users-c $(POLICY_BUNDLE)
+
+## example-policy-cpp: the same in C++ (examples/cpp/two_users.cpp) on POLICY_BUNDLE
+example-policy-cpp: $(ORT_LIB) ffi
+	@mkdir -p $(EXAMPLES_DIR)
+	$(CXX) $(CXX_FLAGS) -O2 examples/cpp/two_users.cpp $(LINK_STEER) -o $(EXAMPLES_DIR)/two_users-cpp
+	$(EXAMPLES_DIR)/two_users-cpp $(POLICY_BUNDLE)
+
+## example-policy-rust: the same in Rust (examples/rust/two_users.rs) on POLICY_BUNDLE
+example-policy-rust: $(ORT_LIB)
+	$(CARGO) run --release --locked -p steer-runtime --example two_users -- $(POLICY_BUNDLE)
 
 ## install: install libsteer.so, libsteer.a, steer.h and steer.pc (pkg-config) under PREFIX (default /usr/local)
 install: ffi

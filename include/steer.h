@@ -160,6 +160,19 @@ enum steer_status
      */
     STEER_STATUS_NO_TEXT_EMBEDDER = 307,
     /**
+     * A generation parameter is out of its range (`temperature`, `top_p`, `repetition_penalty`, `max_new_tokens`,
+     * an empty stop string, or `n` 0 for best-of-n); the message names it.
+     */
+    STEER_STATUS_INVALID_GENERATION_PARAM = 308,
+    /**
+     * A prompt, with its chat template and `max_new_tokens`, does not fit the policy's context window.
+     */
+    STEER_STATUS_PROMPT_TOO_LONG = 309,
+    /**
+     * A generation call was made on a bundle without a policy (see `steer_model_has_policy`).
+     */
+    STEER_STATUS_NO_POLICY = 310,
+    /**
      * A required pointer argument is NULL.
      */
     STEER_STATUS_NULL_ARGUMENT = 400,
@@ -256,6 +269,49 @@ typedef uint32_t steer_execution_provider;
 #endif // __cplusplus
 
 /**
+ * Why a row stopped generating.
+ */
+enum steer_finish_reason
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * The policy produced an end-of-sequence token (not part of the text or the tokens).
+     */
+    STEER_FINISH_REASON_EOS = 0,
+    /**
+     * The text reached a stop string; the text is cut before it.
+     */
+    STEER_FINISH_REASON_STOP = 1,
+    /**
+     * `max_new_tokens` tokens were generated.
+     */
+    STEER_FINISH_REASON_LENGTH = 2,
+    /**
+     * The streaming callback returned `false`.
+     */
+    STEER_FINISH_REASON_CANCELLED = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum steer_finish_reason steer_finish_reason;
+#else
+typedef uint32_t steer_finish_reason;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * The result of a generation call: one reply per prompt (or per candidate of best-of-n), in order. An opaque
+ * handle created by `steer_model_generate` or `steer_model_generate_best_of_n` and released by
+ * `steer_generation_free`.
+ *
+ * Immutable and independent of the model (it may outlive it). Thread-safe to read from many threads; it must not
+ * be freed while another thread reads it.
+ */
+typedef struct steer_generation steer_generation;
+
+/**
  * A loaded, validated bundle: an opaque handle created by `steer_model_load` and released by `steer_model_free`.
  *
  * Immutable once loaded. Every function that takes a `const steer_model *` is thread-safe, so one model serves
@@ -282,6 +338,71 @@ typedef struct steer_options steer_options;
  * model). Thread-safe to read from many threads. Profiles of btl and dpl models are empty (`latent_dim` 0).
  */
 typedef struct steer_profile steer_profile;
+
+/**
+ * How text is generated: the sampling parameters and the stop strings. A plain struct the caller owns; fill it
+ * with `steer_generation_params_default` (the bundle's defaults) and change what you need.
+ *
+ * The fields mean what they mean in `steer_runtime::GenerationParams`. Each row samples its next token from the
+ * logits after the repetition penalty; `temperature` 0 is greedy (argmax), otherwise the `top_k` most likely
+ * tokens (0 keeps all) are cut to the nucleus of mass `top_p` and one is drawn with a generator seeded by
+ * `seed + row`. Out of range (`temperature` < 0 or not finite, `top_p` outside (0, 1], `repetition_penalty` ≤ 0
+ * or not finite, `max_new_tokens` 0, an empty stop string): `STEER_STATUS_INVALID_GENERATION_PARAM`.
+ */
+typedef struct steer_generation_params {
+    /**
+     * The most tokens generated per row (EOS and stop strings end a row earlier); at least 1.
+     */
+    size_t max_new_tokens;
+    /**
+     * Sampling temperature; 0 means greedy. Finite and ≥ 0.
+     */
+    float temperature;
+    /**
+     * Keep only the `top_k` most likely tokens before sampling; 0 keeps all.
+     */
+    size_t top_k;
+    /**
+     * Nucleus sampling: keep the smallest set of tokens whose probability reaches `top_p`; in (0, 1].
+     */
+    float top_p;
+    /**
+     * Divides positive logits (multiplies negative ones) of tokens already in the row, prompt included; 1 is
+     * off. Finite and > 0.
+     */
+    float repetition_penalty;
+    /**
+     * Seed of the sampler: the same seed, prompt and profile give the same text; row `i` uses `seed + i`.
+     */
+    uint64_t seed;
+    /**
+     * `n_stop` NUL-terminated, non-empty UTF-8 strings; a row ends when its text contains one of them, and its
+     * text is cut before it. May be NULL when `n_stop` is 0. Borrowed for the duration of the call that takes
+     * the parameters.
+     */
+    const char *const *stop;
+    /**
+     * The number of strings in `stop`.
+     */
+    size_t n_stop;
+} steer_generation_params;
+
+/**
+ * Called once for every token a row samples (EOS included), on the thread that called `steer_model_generate`,
+ * before that call returns.
+ *
+ * `row` is the index of the prompt the token belongs to and `token_id` the sampled token. `text_delta` points to
+ * the `len` bytes of UTF-8 the row's text gained with this token, followed by a NUL; it may be empty while text is
+ * held back (a character split across tokens, or what may be the start of a stop string). It is borrowed: it is
+ * valid only until the callback returns. For rows that end by EOS, a stop string or the length limit the deltas
+ * concatenate to the row's final text.
+ *
+ * Return `true` to continue, `false` to stop: every row still running then ends with
+ * `STEER_FINISH_REASON_CANCELLED`, and the call returns what was generated so far (text held back is in the
+ * result, not streamed). The callback may call other libsteer functions, but must not free the model or the
+ * profiles in use.
+ */
+typedef bool (*steer_token_callback)(void *user_data, size_t row, uint32_t token_id, const char *text_delta, size_t len);
 
 #ifdef __cplusplus
 extern "C" {
@@ -878,6 +999,197 @@ steer_status steer_model_score_text_batch(const struct steer_model *model,
                                           size_t n,
                                           float *out_rewards,
                                           float *out_stds);
+
+/**
+ * Writes whether the bundle has a steerable policy to `*out_has_policy`: `true` when its manifest has a `policy`,
+ * so that `steer_model_generate` and `steer_model_generate_best_of_n` work; on a bundle without one they fail with
+ * `STEER_STATUS_NO_POLICY`.
+ *
+ * `model` or `out_has_policy` NULL: `STEER_STATUS_NULL_ARGUMENT`. Thread-safe.
+ *
+ * # Safety
+ * `model` is NULL or a live handle from `steer_model_load`; `out_has_policy` is NULL or valid for writing.
+ */
+steer_status steer_model_has_policy(const struct steer_model *model, bool *out_has_policy);
+
+/**
+ * Fills `*out_params` with the generation defaults stored in the bundle (its policy's `defaults`).
+ *
+ * `out_params->stop` then points to `n_stop` NUL-terminated strings owned by the library; they stay valid until
+ * the process ends (they outlive the model), and must not be freed or written. Point `stop` to your own array to
+ * use other stop strings.
+ *
+ * The bundle has no policy: `STEER_STATUS_NO_POLICY`; `model` or `out_params` NULL: `STEER_STATUS_NULL_ARGUMENT`; a
+ * default stop string that holds a NUL byte (C cannot represent it): `STEER_STATUS_INVALID_ARGUMENT`. On failure
+ * `*out_params` is not written. Thread-safe.
+ *
+ * # Safety
+ * `model` is NULL or a live handle from `steer_model_load`; `out_params` is NULL or valid for writing a
+ * `steer_generation_params`.
+ */
+steer_status steer_generation_params_default(const struct steer_model *model,
+                                             struct steer_generation_params *out_params);
+
+/**
+ * Generates one reply per prompt with the bundle's policy, row `i` replying to `prompts[i]` for the user with
+ * `profiles[i]`, all `n` rows in one batch, and writes the result to `*out_generation` (read it with
+ * `steer_generation_text` and the other `steer_generation_*` functions; the caller owns it and releases it with
+ * `steer_generation_free`).
+ *
+ * `prompts` is an array of `n` NUL-terminated UTF-8 strings (the bundle's chat template is applied to each) and
+ * `profiles` an array of `n` profiles with the model's `latent_dim` (the same profile may appear in several rows).
+ * `params` NULL means the bundle's defaults (`steer_generation_params_default`). `callback`, if not NULL, is
+ * called for every sampled token with `user_data` (see `steer_token_callback`); returning `false` cancels every
+ * running row. The same seed, prompt and profile give the same text whatever else is in the batch.
+ *
+ * The bundle has no policy: `STEER_STATUS_NO_POLICY`; a parameter out of range or `max_new_tokens` 0:
+ * `STEER_STATUS_INVALID_GENERATION_PARAM` (the message names it); a prompt that, with its chat template and
+ * `max_new_tokens`, exceeds the policy's context window: `STEER_STATUS_PROMPT_TOO_LONG`; `n` 0:
+ * `STEER_STATUS_EMPTY_INPUT`; a profile of another length: `STEER_STATUS_PROFILE_LENGTH`; `model` or
+ * `out_generation` NULL, `prompts` or `profiles` NULL with `n > 0`, a NULL prompt, profile or stop string, or
+ * `params->stop` NULL with `n_stop > 0`: `STEER_STATUS_NULL_ARGUMENT`; a prompt or stop string that is not UTF-8:
+ * `STEER_STATUS_INVALID_UTF8` (the message names it, e.g. `prompts[1]` or `stop[0]`). On failure
+ * `*out_generation` is not written (a failure after some tokens were streamed returns no partial result).
+ * Thread-safe: several threads may generate with one model at once.
+ *
+ * # Safety
+ * `model` is NULL or a live handle from `steer_model_load`; `prompts` is NULL or points to `n` pointers, each NULL
+ * or to a NUL-terminated string; `profiles` is NULL or points to `n` pointers, each NULL or a live profile handle;
+ * `params` is NULL or points to a `steer_generation_params` whose `stop` is NULL or points to `n_stop` pointers,
+ * each NULL or to a NUL-terminated string; `callback` is NULL or a function that may be called with `user_data`;
+ * `out_generation` is NULL or valid for writing a pointer.
+ */
+steer_status steer_model_generate(const struct steer_model *model,
+                                  const char *const *prompts,
+                                  const struct steer_profile *const *profiles,
+                                  size_t n,
+                                  const struct steer_generation_params *params,
+                                  steer_token_callback callback,
+                                  void *user_data,
+                                  struct steer_generation **out_generation);
+
+/**
+ * Best-of-n: samples `n` replies to `prompt` for the user with `profile` in one batch (candidate `i` uses seed
+ * `params->seed + i`), scores each with the bundle's own reward for the same profile (as `steer_model_score_text`
+ * does), writes the candidates to `*out_generation` (row `i` is candidate `i`; the caller owns it and releases it
+ * with `steer_generation_free`), the index of the highest reward (the first on a tie) to `*out_best` and, if
+ * `out_rewards` is not NULL, the `n` rewards to `out_rewards`.
+ *
+ * `params` NULL means the bundle's defaults; with temperature 0 every candidate is the same greedy reply. The bundle
+ * has no policy: `STEER_STATUS_NO_POLICY`; `n` 0 or a parameter out of range: `STEER_STATUS_INVALID_GENERATION_PARAM`;
+ * a prompt too long for the context window: `STEER_STATUS_PROMPT_TOO_LONG`; a profile of another length:
+ * `STEER_STATUS_PROFILE_LENGTH`; no text embedder to score with: `STEER_STATUS_NO_TEXT_EMBEDDER`; `model`,
+ * `prompt`, `profile`, `out_generation` or `out_best` NULL, or a NULL stop string: `STEER_STATUS_NULL_ARGUMENT`;
+ * `prompt` or a stop string not UTF-8: `STEER_STATUS_INVALID_UTF8`. On failure nothing is written. Thread-safe.
+ *
+ * # Safety
+ * `model` and `profile` are NULL or live handles; `prompt` is NULL or a NUL-terminated string; `params` is as for
+ * `steer_model_generate`; `out_generation` is NULL or valid for writing a pointer, `out_best` for writing a
+ * `size_t`, and `out_rewards` NULL or valid for writing `n` floats.
+ */
+steer_status steer_model_generate_best_of_n(const struct steer_model *model,
+                                            const char *prompt,
+                                            const struct steer_profile *profile,
+                                            size_t n,
+                                            const struct steer_generation_params *params,
+                                            struct steer_generation **out_generation,
+                                            size_t *out_best,
+                                            float *out_rewards);
+
+/**
+ * Writes the number of rows of a result to `*out_count`: the number of prompts, or of best-of-n candidates.
+ *
+ * `generation` or `out_count` NULL: `STEER_STATUS_NULL_ARGUMENT`. Thread-safe.
+ *
+ * # Safety
+ * `generation` is NULL or a live handle; `out_count` is NULL or valid for writing.
+ */
+steer_status steer_generation_count(const struct steer_generation *generation, size_t *out_count);
+
+/**
+ * Writes row `row`'s reply to `*out_text` (UTF-8, followed by a NUL) and its length in bytes, without the NUL, to
+ * `*out_len`: the decoded tokens with special tokens skipped, cut before a stop string.
+ *
+ * The text is owned by `generation` and valid until `steer_generation_free`; do not free or write it.
+ * `generation`, `out_text` or `out_len` NULL: `STEER_STATUS_NULL_ARGUMENT`; `row` not below the row count:
+ * `STEER_STATUS_INVALID_ARGUMENT`. On failure nothing is written. Thread-safe.
+ *
+ * # Safety
+ * `generation` is NULL or a live handle; `out_text` and `out_len` are NULL or valid for writing.
+ */
+steer_status steer_generation_text(const struct steer_generation *generation,
+                                   size_t row,
+                                   const char **out_text,
+                                   size_t *out_len);
+
+/**
+ * Writes why row `row` stopped generating to `*out_reason`.
+ *
+ * `generation` or `out_reason` NULL: `STEER_STATUS_NULL_ARGUMENT`; `row` out of range:
+ * `STEER_STATUS_INVALID_ARGUMENT`. Thread-safe.
+ *
+ * # Safety
+ * `generation` is NULL or a live handle; `out_reason` is NULL or valid for writing.
+ */
+steer_status steer_generation_finish_reason(const struct steer_generation *generation,
+                                            size_t row,
+                                            steer_finish_reason *out_reason);
+
+/**
+ * Writes row `row`'s generated token ids to `*out_ids` and their number to `*out_count`. The EOS token is not
+ * included; with a stop string the token(s) that completed it are. `*out_ids` is owned by `generation` and valid
+ * until `steer_generation_free` (it may be NULL when the count is 0).
+ *
+ * `generation`, `out_ids` or `out_count` NULL: `STEER_STATUS_NULL_ARGUMENT`; `row` out of range:
+ * `STEER_STATUS_INVALID_ARGUMENT`. Thread-safe.
+ *
+ * # Safety
+ * `generation` is NULL or a live handle; `out_ids` and `out_count` are NULL or valid for writing.
+ */
+steer_status steer_generation_tokens(const struct steer_generation *generation,
+                                     size_t row,
+                                     const uint32_t **out_ids,
+                                     size_t *out_count);
+
+/**
+ * Writes the number of tokens row `row` generated (as `steer_generation_tokens` counts them) to `*out_count`.
+ *
+ * `generation` or `out_count` NULL: `STEER_STATUS_NULL_ARGUMENT`; `row` out of range:
+ * `STEER_STATUS_INVALID_ARGUMENT`. Thread-safe.
+ *
+ * # Safety
+ * `generation` is NULL or a live handle; `out_count` is NULL or valid for writing.
+ */
+steer_status steer_generation_token_count(const struct steer_generation *generation, size_t row, size_t *out_count);
+
+/**
+ * Writes the length in tokens of row `row`'s prompt, chat template included, to `*out_count`.
+ *
+ * `generation` or `out_count` NULL: `STEER_STATUS_NULL_ARGUMENT`; `row` out of range:
+ * `STEER_STATUS_INVALID_ARGUMENT`. Thread-safe.
+ *
+ * # Safety
+ * `generation` is NULL or a live handle; `out_count` is NULL or valid for writing.
+ */
+steer_status steer_generation_prompt_tokens(const struct steer_generation *generation, size_t row, size_t *out_count);
+
+/**
+ * Releases a generation result and the texts and token ids it holds. NULL does nothing. It must not be used
+ * afterwards, nor freed while another thread reads it.
+ *
+ * # Safety
+ * `generation` is NULL or a handle from this library that has not been freed.
+ */
+void steer_generation_free(struct steer_generation *generation);
+
+/**
+ * The name of a finish reason as a static string, e.g. `"eos"`, `"stop"`, `"length"`, `"cancelled"`, or
+ * `"unknown"` for a value this library does not define.
+ *
+ * Takes any `uint32_t`. The string is owned by the library and lives as long as the process; do not free it.
+ * Thread-safe; does not change the thread's last error message.
+ */
+const char *steer_finish_reason_name(uint32_t reason);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -35,10 +35,10 @@
 //!   The message is thread-local; it is the empty string after a call that succeeded. The pointer stays valid until
 //!   the next call on the same thread of a function that returns a `steer_status`.
 //! - **Out-parameters** (`out_*`) are written only on success. On failure they keep whatever they held.
-//! - **Ownership.** A handle returned through `steer_*_new`, `steer_model_load` or `steer_model_infer_profile*` is
-//!   owned by the caller and released with the matching `steer_*_free`; `steer_*_free(NULL)` does nothing.
-//!   Everything the caller passes in (strings, float arrays, handles) is borrowed for the duration of the call only;
-//!   nothing keeps a pointer to it afterwards. Strings returned as `const char *` are owned by the library; the
+//! - **Ownership.** A handle returned through `steer_*_new`, `steer_model_load`, `steer_model_infer_profile*` or
+//!   `steer_model_generate*` is owned by the caller and released with the matching `steer_*_free`;
+//!   `steer_*_free(NULL)` does nothing. Everything the caller passes in (strings, float arrays, handles) is
+//!   borrowed for the duration of the call only; nothing keeps a pointer to it afterwards. Strings returned as `const char *` are owned by the library; the
 //!   documentation of each says how long it lives.
 //! - **Arrays** are `float` (`f32`), row-major and contiguous, with their shape passed beside them, e.g.
 //!   `options` of `n × d` floats. A pointer to an array may be NULL only when the array has no elements. Output
@@ -61,15 +61,42 @@
 //!   the library was built with, which a program compares with the header's [`STEER_ABI_VERSION`]. The ABI only
 //!   grows: functions are added, and no existing signature changes.
 //!
+//! # Generation
+//!
+//! On bundles with a steerable policy (`steer_model_has_policy`), `steer_model_generate` writes replies to several
+//! prompts, each steered by its own user's profile, in one batch:
+//!
+//! ```c
+//! steer_generation_params params;
+//! steer_generation_params_default(model, &params); // the bundle's defaults
+//! params.temperature = 0.0f;                       // greedy
+//! const char *prompts[] = {"How do I boil an egg?", "How do I boil an egg?"};
+//! const steer_profile *users[] = {user_a, user_b};
+//! steer_generation *out = NULL;
+//! if (steer_model_generate(model, prompts, users, 2, &params, on_token, &state, &out) == STEER_STATUS_OK) {
+//!     const char *text;
+//!     size_t len;
+//!     steer_generation_text(out, 1, &text, &len); // user B's reply, valid until steer_generation_free
+//!     steer_generation_free(out);
+//! }
+//! ```
+//!
+//! The optional [`steer_token_callback`] `bool (*)(void *user_data, size_t row, uint32_t token_id, const char
+//! *text_delta, size_t len)` streams every token's text as it is sampled (borrowed for the duration of the
+//! callback) and returns `false` to cancel. `steer_model_generate_best_of_n` samples `n` replies and reranks them
+//! with the bundle's reward for the same profile. Parameters out of range are `STEER_STATUS_INVALID_GENERATION_PARAM`
+//! (308), a prompt that does not fit the context window `STEER_STATUS_PROMPT_TOO_LONG` (309), a bundle without a
+//! policy `STEER_STATUS_NO_POLICY` (310).
+//!
 //! # How the API grows
 //!
-//! Profiles are opaque handles and options are set one at a time, and no structure is passed by value, so new
-//! capabilities are new functions beside the existing ones. Profiles from text,
+//! Profiles and results are opaque handles and options are set one at a time, so new capabilities are new
+//! functions beside the existing ones. Profiles from text,
 //! `steer_model_infer_profile_text(model, prompts, chosen, rejected, k, &profile)`, return the same
 //! `steer_profile`, and scoring text (`steer_model_score_text`) takes a `const char *const *responses` array and
-//! fills the same `out_rewards` buffer, on bundles with a text embedder (`steer_model_has_text`); generation will
-//! stream through a callback `bool (*)(void *user_data, const char *token, ...)` that returns `false` to stop, with
-//! the token borrowed for the duration of the callback.
+//! fills the same `out_rewards` buffer, on bundles with a text embedder (`steer_model_has_text`). The one plain
+//! struct, [`steer_generation_params`], is passed by pointer and its layout is part of the ABI: it never changes;
+//! new generation settings would come with a new struct and new functions.
 //!
 //! # Finding ONNX Runtime
 //!
@@ -102,10 +129,18 @@ mod score;
 
 mod text;
 
+mod generate;
+
 // Helpers without exports.
 mod args;
 mod boundary;
 
+pub use generate::{
+    steer_finish_reason, steer_finish_reason_name, steer_generation, steer_generation_count,
+    steer_generation_finish_reason, steer_generation_free, steer_generation_params, steer_generation_params_default,
+    steer_generation_prompt_tokens, steer_generation_text, steer_generation_token_count, steer_generation_tokens,
+    steer_model_generate, steer_model_generate_best_of_n, steer_model_has_policy, steer_token_callback,
+};
 pub use infer::{steer_model_infer_profile, steer_model_infer_profiles, steer_model_infer_profiles_padded};
 pub use last_error::steer_last_error_message;
 pub use model::{

@@ -72,6 +72,13 @@ pub enum steer_status {
     Tokenization = 306,
     /// A text call was made on a bundle without a text embedder (see `steer_model_has_text`).
     NoTextEmbedder = 307,
+    /// A generation parameter is out of its range (`temperature`, `top_p`, `repetition_penalty`, `max_new_tokens`,
+    /// an empty stop string, or `n` 0 for best-of-n); the message names it.
+    InvalidGenerationParam = 308,
+    /// A prompt, with its chat template and `max_new_tokens`, does not fit the policy's context window.
+    PromptTooLong = 309,
+    /// A generation call was made on a bundle without a policy (see `steer_model_has_policy`).
+    NoPolicy = 310,
     /// A required pointer argument is NULL.
     NullArgument = 400,
     /// A string argument is not valid UTF-8.
@@ -90,7 +97,7 @@ pub enum steer_status {
 }
 
 /// Every status, in the order of their values.
-const ALL: [steer_status; 36] = [
+const ALL: [steer_status; 39] = [
     steer_status::Ok,
     steer_status::BundleNotFound,
     steer_status::Io,
@@ -120,6 +127,9 @@ const ALL: [steer_status; 36] = [
     steer_status::ProfileLength,
     steer_status::Tokenization,
     steer_status::NoTextEmbedder,
+    steer_status::InvalidGenerationParam,
+    steer_status::PromptTooLong,
+    steer_status::NoPolicy,
     steer_status::NullArgument,
     steer_status::InvalidUtf8,
     steer_status::BufferTooSmall,
@@ -190,6 +200,9 @@ impl steer_status {
             steer_status::ProfileLength => "STEER_STATUS_PROFILE_LENGTH\0",
             steer_status::Tokenization => "STEER_STATUS_TOKENIZATION\0",
             steer_status::NoTextEmbedder => "STEER_STATUS_NO_TEXT_EMBEDDER\0",
+            steer_status::InvalidGenerationParam => "STEER_STATUS_INVALID_GENERATION_PARAM\0",
+            steer_status::PromptTooLong => "STEER_STATUS_PROMPT_TOO_LONG\0",
+            steer_status::NoPolicy => "STEER_STATUS_NO_POLICY\0",
             steer_status::NullArgument => "STEER_STATUS_NULL_ARGUMENT\0",
             steer_status::InvalidUtf8 => "STEER_STATUS_INVALID_UTF8\0",
             steer_status::BufferTooSmall => "STEER_STATUS_BUFFER_TOO_SMALL\0",

@@ -4,13 +4,13 @@
 
 mod behaviour;
 
-use std::ffi::{CStr, CString};
+use std::ffi::{CStr, CString, c_char, c_void};
 use std::path::Path;
 use std::ptr;
 
-use behaviour::{Api, Failure, Options, Res, Scored};
+use behaviour::{Api, Failure, OnToken, Options, Res, Scored};
 use steer::*;
-use steer_runtime::{Dims, ExecutionProvider, ModelKind};
+use steer_runtime::{BestOfN, Dims, ExecutionProvider, FinishReason, Generation, GenerationParams, ModelKind};
 
 struct CApi;
 
@@ -464,6 +464,239 @@ impl Api for CApi {
         };
         check(status)?;
         Ok(Scored { reward, std })
+    }
+
+    fn has_policy(model: &CModel) -> bool {
+        let mut has_policy = std::mem::MaybeUninit::<bool>::uninit();
+        // SAFETY: a live model and a valid out-pointer; read only after a successful call wrote it.
+        unsafe {
+            check(steer_model_has_policy(model.0, has_policy.as_mut_ptr())).unwrap();
+            has_policy.assume_init()
+        }
+    }
+
+    fn generation_defaults(model: &CModel) -> Res<GenerationParams> {
+        let mut params = std::mem::MaybeUninit::<steer_generation_params>::uninit();
+        // SAFETY: a live model and a valid out-pointer; read only after a successful call wrote it.
+        check(unsafe { steer_generation_params_default(model.0, params.as_mut_ptr()) })?;
+        // SAFETY: written by the successful call; its stop strings live as long as the process.
+        let params = unsafe { params.assume_init() };
+        let stop = (0..params.n_stop)
+            // SAFETY: `n_stop` valid NUL-terminated strings.
+            .map(|i| unsafe { CStr::from_ptr(*params.stop.add(i)) }.to_str().unwrap().to_string())
+            .collect();
+        Ok(GenerationParams {
+            max_new_tokens: params.max_new_tokens,
+            temperature: params.temperature,
+            top_k: params.top_k,
+            top_p: params.top_p,
+            repetition_penalty: params.repetition_penalty,
+            seed: params.seed,
+            stop,
+        })
+    }
+
+    fn generate(
+        model: &CModel,
+        prompts: &[&str],
+        profiles: &[&CProfile],
+        params: Option<&GenerationParams>,
+        on_token: Option<OnToken<'_>>,
+    ) -> Res<Vec<Generation>> {
+        assert_eq!(prompts.len(), profiles.len());
+        let n = prompts.len();
+        let prompts = CStrings::new(prompts);
+        let handles: Vec<*const steer_profile> = profiles.iter().map(|p| p.0.cast_const()).collect();
+        let params = params.map(CParams::new);
+        let params_ptr = params.as_ref().map_or(ptr::null(), |p| &p.params as *const steer_generation_params);
+        let mut out = ptr::null_mut();
+        let status = match on_token {
+            // SAFETY: arrays of n valid strings and handles, valid parameters, a valid out-pointer.
+            None => unsafe {
+                steer_model_generate(
+                    model.0,
+                    prompts.as_ptr(),
+                    handles.as_ptr(),
+                    n,
+                    params_ptr,
+                    None,
+                    ptr::null_mut(),
+                    &mut out,
+                )
+            },
+            Some(on_token) => {
+                let mut on_token: &mut dyn FnMut(usize, u32, &str) -> bool = on_token;
+                let user_data = (&mut on_token as *mut &mut dyn FnMut(usize, u32, &str) -> bool).cast::<c_void>();
+                // SAFETY: as above; `user_data` is the closure `trampoline` expects, alive during the call.
+                unsafe {
+                    steer_model_generate(
+                        model.0,
+                        prompts.as_ptr(),
+                        handles.as_ptr(),
+                        n,
+                        params_ptr,
+                        Some(trampoline),
+                        user_data,
+                        &mut out,
+                    )
+                }
+            }
+        };
+        let result = check(status);
+        if result.is_err() {
+            assert!(out.is_null(), "out_generation is written only on success");
+        }
+        result?;
+        let generation = CGeneration(out);
+        assert_eq!(generation.count(), n);
+        Ok((0..n).map(|row| generation.row(row)).collect())
+    }
+
+    fn generate_best_of_n(
+        model: &CModel,
+        prompt: &str,
+        profile: &CProfile,
+        n: usize,
+        params: Option<&GenerationParams>,
+    ) -> Res<BestOfN> {
+        let prompt = CString::new(prompt).unwrap();
+        let params = params.map(CParams::new);
+        let params_ptr = params.as_ref().map_or(ptr::null(), |p| &p.params as *const steer_generation_params);
+        let (mut out, mut best, mut rewards) = (ptr::null_mut(), usize::MAX, vec![f32::NAN; n]);
+        // SAFETY: a valid string and handle, valid parameters, valid out-pointers, `n` floats.
+        let status = unsafe {
+            steer_model_generate_best_of_n(
+                model.0,
+                prompt.as_ptr(),
+                profile.0,
+                n,
+                params_ptr,
+                &mut out,
+                &mut best,
+                rewards.as_mut_ptr(),
+            )
+        };
+        let result = check(status);
+        if result.is_err() {
+            assert!(out.is_null() && best == usize::MAX, "nothing is written on failure");
+            assert!(rewards.iter().all(|r| r.is_nan()), "nothing is written on failure");
+        }
+        result?;
+        let generation = CGeneration(out);
+        assert_eq!(generation.count(), n);
+        let candidates = (0..n).map(|row| generation.row(row)).collect();
+        // Without the optional rewards, the same call gives the same best candidate.
+        let (mut again, mut best_again) = (ptr::null_mut(), usize::MAX);
+        // SAFETY: as above, with out_rewards NULL.
+        let status = unsafe {
+            steer_model_generate_best_of_n(
+                model.0,
+                prompt.as_ptr(),
+                profile.0,
+                n,
+                params_ptr,
+                &mut again,
+                &mut best_again,
+                ptr::null_mut(),
+            )
+        };
+        check(status).unwrap();
+        let again = CGeneration(again);
+        assert_eq!(best_again, best);
+        assert_eq!((0..n).map(|row| again.row(row)).collect::<Vec<_>>(), candidates);
+        Ok(BestOfN { best, candidates, rewards })
+    }
+}
+
+/// Calls the `&mut dyn FnMut` behind `user_data` with the event; checks the delta is NUL-terminated UTF-8.
+unsafe extern "C" fn trampoline(
+    user_data: *mut c_void,
+    row: usize,
+    token_id: u32,
+    text_delta: *const c_char,
+    len: usize,
+) -> bool {
+    // SAFETY: `user_data` is the `&mut dyn FnMut` set up in `generate`; `text_delta` holds `len` bytes and a NUL.
+    let (on_token, bytes) = unsafe {
+        let on_token = &mut *user_data.cast::<&mut dyn FnMut(usize, u32, &str) -> bool>();
+        (on_token, std::slice::from_raw_parts(text_delta.cast::<u8>(), len + 1))
+    };
+    assert_eq!(bytes[len], 0, "the delta is NUL-terminated");
+    on_token(row, token_id, std::str::from_utf8(&bytes[..len]).expect("deltas are UTF-8"))
+}
+
+/// A `steer_generation_params` and the stop strings it points to.
+struct CParams {
+    params: steer_generation_params,
+    _stop: CStrings,
+}
+
+impl CParams {
+    fn new(params: &GenerationParams) -> CParams {
+        let stop = CStrings::new(&params.stop.iter().map(String::as_str).collect::<Vec<_>>());
+        let params = steer_generation_params {
+            max_new_tokens: params.max_new_tokens,
+            temperature: params.temperature,
+            top_k: params.top_k,
+            top_p: params.top_p,
+            repetition_penalty: params.repetition_penalty,
+            seed: params.seed,
+            stop: if stop.len() == 0 { ptr::null() } else { stop.as_ptr() },
+            n_stop: stop.len(),
+        };
+        CParams { params, _stop: stop }
+    }
+}
+
+/// An owned `steer_generation *`.
+struct CGeneration(*mut steer_generation);
+
+impl Drop for CGeneration {
+    fn drop(&mut self) {
+        // SAFETY: a live handle from this library, freed once.
+        unsafe { steer_generation_free(self.0) }
+    }
+}
+
+impl CGeneration {
+    fn count(&self) -> usize {
+        let mut n = usize::MAX;
+        // SAFETY: a live handle and a valid out-pointer.
+        check(unsafe { steer_generation_count(self.0, &mut n) }).unwrap();
+        n
+    }
+
+    /// Row `row` read back through every accessor.
+    fn row(&self, row: usize) -> Generation {
+        let (mut text, mut len, mut reason) = (ptr::null(), usize::MAX, steer_finish_reason::Cancelled);
+        let (mut ids, mut n_ids, mut count, mut prompt_tokens) = (ptr::null(), usize::MAX, usize::MAX, usize::MAX);
+        // SAFETY: a live handle and valid out-pointers; the text and ids are read while the handle lives.
+        unsafe {
+            check(steer_generation_text(self.0, row, &mut text, &mut len)).unwrap();
+            check(steer_generation_finish_reason(self.0, row, &mut reason)).unwrap();
+            check(steer_generation_tokens(self.0, row, &mut ids, &mut n_ids)).unwrap();
+            check(steer_generation_token_count(self.0, row, &mut count)).unwrap();
+            check(steer_generation_prompt_tokens(self.0, row, &mut prompt_tokens)).unwrap();
+            let bytes = std::slice::from_raw_parts(text.cast::<u8>(), len + 1);
+            assert_eq!(bytes[len], 0, "the text is NUL-terminated");
+            assert_eq!(CStr::from_ptr(text).to_bytes().len(), len);
+            assert_eq!(count, n_ids);
+            let token_ids = if n_ids == 0 { Vec::new() } else { std::slice::from_raw_parts(ids, n_ids).to_vec() };
+            let finish = match reason {
+                steer_finish_reason::Eos => FinishReason::Eos,
+                steer_finish_reason::Stop => FinishReason::Stop,
+                steer_finish_reason::Length => FinishReason::Length,
+                steer_finish_reason::Cancelled => FinishReason::Cancelled,
+            };
+            let name = CStr::from_ptr(steer_finish_reason_name(reason as u32)).to_str().unwrap();
+            assert_eq!(name, format!("{finish:?}").to_lowercase());
+            Generation {
+                text: std::str::from_utf8(&bytes[..len]).unwrap().to_string(),
+                token_ids,
+                prompt_tokens,
+                finish,
+            }
+        }
     }
 }
 

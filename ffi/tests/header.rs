@@ -128,11 +128,21 @@ fn code(header: &str) -> String {
     out.lines().map(|line| line.split("//").next().unwrap_or("")).collect::<Vec<_>>().join("\n")
 }
 
-/// The names of the functions the header declares: an identifier followed by `(` outside preprocessor lines.
+/// The name a function-pointer typedef declares (`typedef bool (*steer_token_callback)(...)`), if `line` is one.
+fn function_pointer_typedef(line: &str) -> Option<&str> {
+    let line = line.trim_start().strip_prefix("typedef ")?;
+    let rest = &line[line.find("(*")? + 2..];
+    Some(&rest[..rest.find(')')?])
+}
+
+/// The names of the functions the header declares: an identifier followed by `(` outside preprocessor lines and
+/// function-pointer typedefs.
 fn declared_functions(header: &str) -> BTreeSet<String> {
     let code = code(header);
     let mut names = BTreeSet::new();
-    for line in code.lines().filter(|l| !l.trim_start().starts_with('#')) {
+    let declarations =
+        code.lines().filter(|l| !l.trim_start().starts_with('#') && function_pointer_typedef(l).is_none());
+    for line in declarations {
         let bytes = line.as_bytes();
         for (i, _) in line.match_indices('(') {
             let end = line[..i].trim_end().len();
@@ -160,6 +170,7 @@ fn header_declares_only_steer_names() {
         let declared = match words.first() {
             Some(&"define") if line.starts_with('#') => words.get(1).copied(),
             _ if line.starts_with('#') => None,
+            Some(&"typedef") if function_pointer_typedef(line).is_some() => function_pointer_typedef(line),
             Some(&"typedef") => words.last().copied(),
             Some(&"struct") | Some(&"enum") => words.get(1).copied(),
             Some(name) if line.contains('=') && name.starts_with("STEER_") => Some(*name),

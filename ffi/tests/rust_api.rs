@@ -5,9 +5,14 @@ mod behaviour;
 
 use std::path::Path;
 
-use behaviour::{Api, Failure, Options, Res, Scored};
+use behaviour::{Api, Failure, OnToken, Options, Res, Scored};
 use ndarray::{ArrayView1, ArrayView2, ArrayView3, s};
-use steer_runtime::{Context, Dims, Error, ExecutionProvider, LoadOptions, Model, ModelKind, Profile, TextPair};
+use std::ops::ControlFlow;
+
+use steer_runtime::{
+    BestOfN, Context, Dims, Error, ExecutionProvider, Generation, GenerationParams, GenerationRequest, LoadOptions,
+    Model, ModelKind, Profile, TextPair,
+};
 
 struct RustApi;
 
@@ -189,6 +194,56 @@ impl Api for RustApi {
         let scores = model.score_text_batch(view2(z, [batch, latent_dim]), prompts, responses, n).map_err(failure)?;
         let flat = |a: &ndarray::Array2<f32>| a.iter().copied().collect::<Vec<f32>>();
         Ok(scored(flat(&scores.reward), scores.std.as_ref().map(flat)))
+    }
+
+    fn has_policy(model: &Model) -> bool {
+        model.has_policy()
+    }
+
+    fn generation_defaults(model: &Model) -> Res<GenerationParams> {
+        model.generation_defaults().cloned().ok_or_else(|| failure(Error::NoPolicy { kind: model.kind().to_string() }))
+    }
+
+    fn generate(
+        model: &Model,
+        prompts: &[&str],
+        profiles: &[&Profile],
+        params: Option<&GenerationParams>,
+        on_token: Option<OnToken<'_>>,
+    ) -> Res<Vec<Generation>> {
+        let params = params_or_defaults(model, params)?;
+        let requests: Vec<GenerationRequest<'_>> =
+            prompts.iter().zip(profiles).map(|(p, z)| GenerationRequest::new(p, z)).collect();
+        match on_token {
+            None => model.generate(&requests, &params),
+            Some(on_token) => model.generate_stream(&requests, &params, &mut |event| {
+                if on_token(event.row, event.token_id, event.text) {
+                    ControlFlow::Continue(())
+                } else {
+                    ControlFlow::Break(())
+                }
+            }),
+        }
+        .map_err(failure)
+    }
+
+    fn generate_best_of_n(
+        model: &Model,
+        prompt: &str,
+        profile: &Profile,
+        n: usize,
+        params: Option<&GenerationParams>,
+    ) -> Res<BestOfN> {
+        let params = params_or_defaults(model, params)?;
+        model.generate_best_of_n(prompt, profile, n, &params).map_err(failure)
+    }
+}
+
+/// `params`, or the bundle's defaults as the C ABI takes them for NULL (no policy: 310, as generating would say).
+fn params_or_defaults(model: &Model, params: Option<&GenerationParams>) -> Res<GenerationParams> {
+    match params {
+        Some(params) => Ok(params.clone()),
+        None => RustApi::generation_defaults(model),
     }
 }
 

@@ -13,7 +13,10 @@ pub mod fixtures;
 use std::path::{Path, PathBuf};
 
 use fixtures::{expected_reward, expected_z, test_bundle, write_bundle};
-use steer_runtime::{Dims, ExecutionProvider, ModelKind, Reward, preference_probability};
+use steer_runtime::{
+    BestOfN, Dims, ExecutionProvider, FinishReason, Generation, GenerationParams, ModelKind, Reward,
+    preference_probability,
+};
 
 /// A failed call: the runtime's `Error::code()` or the C status, and the message.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,6 +43,9 @@ pub struct Scored {
     pub reward: Vec<f32>,
     pub std: Vec<f32>,
 }
+
+/// A streaming callback: gets `(row, token_id, text_delta)` and returns whether to continue.
+pub type OnToken<'a> = &'a mut dyn FnMut(usize, u32, &str) -> bool;
 
 /// The calls of the behaviour suite. Arrays are flat and row-major, with their shape beside them, as in C.
 pub trait Api {
@@ -123,6 +129,25 @@ pub trait Api {
         responses: &[&str],
         n: usize,
     ) -> Res<Scored>;
+
+    fn has_policy(model: &Self::Model) -> bool;
+    fn generation_defaults(model: &Self::Model) -> Res<GenerationParams>;
+    /// Row `i` replies to `prompts[i]` for `profiles[i]`; `params` `None` is the bundle's defaults. `on_token`
+    /// gets `(row, token_id, text_delta)` and returns whether to continue.
+    fn generate(
+        model: &Self::Model,
+        prompts: &[&str],
+        profiles: &[&Self::Profile],
+        params: Option<&GenerationParams>,
+        on_token: Option<OnToken<'_>>,
+    ) -> Res<Vec<Generation>>;
+    fn generate_best_of_n(
+        model: &Self::Model,
+        prompt: &str,
+        profile: &Self::Profile,
+        n: usize,
+        params: Option<&GenerationParams>,
+    ) -> Res<BestOfN>;
 }
 
 /// Turns every test body below into a `#[test]` for one [`Api`] implementation.
@@ -144,6 +169,10 @@ macro_rules! behaviour_tests {
             batched_text_calls_match_one_call_per_user,
             bad_text_calls_get_stable_codes,
             bad_text_bundles_get_stable_codes,
+            generation_steers_each_row_by_its_profile,
+            streamed_deltas_concatenate_and_false_cancels,
+            best_of_n_reranks_with_the_bundle_reward,
+            bad_generation_calls_get_stable_codes,
             eight_threads_share_one_model,
         );
     };
@@ -625,6 +654,192 @@ pub fn bad_text_bundles_get_stable_codes<A: Api>() {
     let spec = steer_runtime::TextSpec { tokenizer: "vocab.json".into(), ..fixtures::text_spec() };
     let dir = fixtures::text_bundle_with(&tmp.path().join("unlisted"), ModelKind::NpBtl, NP_DIMS, spec);
     assert_code(A::load(&dir, &options), 104, "vocab.json");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Generation with the runtime's hand-made policy (`fixtures::policy_graph`): with prompt "a", profile (1, 0) greedily
+// replies "a c a e" and profile (0, 1) "b d b e" (worked out by hand in runtime/tests/policy.rs).
+
+pub use fixtures::policy_graph::{self, A, B, C, DD, E, EOS, greedy};
+
+pub fn policy_bundle(root: &Path) -> PathBuf {
+    fixtures::ensure_ort();
+    policy_graph::policy_bundle(&root.join("policy"))
+}
+
+pub fn load_policy<A: Api>(root: &Path) -> A::Model {
+    A::load(&policy_bundle(root), &Options::default()).unwrap_or_else(|f| panic!("load policy bundle: {f:?}"))
+}
+
+/// The two users of the policy tests.
+pub const Z_A: [f32; 2] = [1.0, 0.0];
+pub const Z_B: [f32; 2] = [0.0, 1.0];
+
+/// What the Rust API generates for the same requests, on its own load of the bundle.
+fn rust_generate(dir: &Path, prompts: &[&str], zs: &[&[f32]], params: &GenerationParams) -> Vec<Generation> {
+    let model = steer_runtime::Model::load(dir, &steer_runtime::LoadOptions::default()).unwrap();
+    let profiles: Vec<steer_runtime::Profile> =
+        zs.iter().map(|z| steer_runtime::Profile::from_vec(z.to_vec()).unwrap()).collect();
+    let requests: Vec<steer_runtime::GenerationRequest<'_>> =
+        prompts.iter().zip(&profiles).map(|(p, z)| steer_runtime::GenerationRequest::new(p, z)).collect();
+    model.generate(&requests, params).unwrap()
+}
+
+pub fn generation_steers_each_row_by_its_profile<A: Api>() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = policy_bundle(tmp.path());
+    let model = A::load(&dir, &Options::default()).unwrap();
+    assert!(A::has_policy(&model));
+    assert_eq!(A::generation_defaults(&model).unwrap(), greedy());
+    let (za, zb) = (A::profile_from(&Z_A).unwrap(), A::profile_from(&Z_B).unwrap());
+
+    // Two users, one prompt, one call: each row follows its own profile.
+    let out = A::generate(&model, &["a", "a"], &[&za, &zb], Some(&greedy()), None).unwrap();
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[0].text, "a c a e");
+    assert_eq!(out[0].token_ids, [A, C, A, E]);
+    assert_eq!((out[0].finish, out[0].prompt_tokens), (FinishReason::Eos, 6));
+    assert_eq!(out[1].text, "b d b e");
+    assert_eq!(out[1].token_ids, [B, DD, B, E]);
+    assert_eq!((out[1].finish, out[1].prompt_tokens), (FinishReason::Eos, 6));
+    assert_ne!(out[0].text, out[1].text);
+    assert_eq!(out, rust_generate(&dir, &["a", "a"], &[&Z_A, &Z_B], &greedy()), "the Rust API's replies");
+    // No parameters: the bundle's defaults (greedy here).
+    assert_eq!(A::generate(&model, &["a", "a"], &[&za, &zb], None, None).unwrap(), out);
+    // The same profile in several rows, and rows in another order.
+    let again = A::generate(&model, &["a", "a", "a"], &[&zb, &za, &zb], None, None).unwrap();
+    assert_eq!(again.iter().map(|g| g.text.as_str()).collect::<Vec<_>>(), ["b d b e", "a c a e", "b d b e"]);
+
+    // A stop string cuts the text before it; the length limit ends a row.
+    let stop = GenerationParams { stop: vec!["zzz".into(), " e".into()], ..greedy() };
+    let out = A::generate(&model, &["a"], &[&za], Some(&stop), None).unwrap();
+    assert_eq!((out[0].text.as_str(), out[0].finish), ("a c a", FinishReason::Stop));
+    assert_eq!(out[0].token_ids, [A, C, A, E]);
+    let short = GenerationParams { max_new_tokens: 2, ..greedy() };
+    let out = A::generate(&model, &["a", "a"], &[&za, &zb], Some(&short), None).unwrap();
+    assert_eq!((out[0].text.as_str(), out[0].finish), ("a c", FinishReason::Length));
+    assert_eq!((out[1].text.as_str(), out[1].finish), ("b d", FinishReason::Length));
+    assert_eq!(out, rust_generate(&dir, &["a", "a"], &[&Z_A, &Z_B], &short));
+
+    // A bundle whose defaults have stop strings: they come back (C: library-owned strings) and apply to calls
+    // without parameters.
+    let defaults = GenerationParams { stop: vec!["d b".into(), " e".into()], ..greedy() };
+    let spec = steer_runtime::PolicySpec { defaults: defaults.clone(), ..policy_graph::policy_spec() };
+    let graph = policy_graph::policy_graph(policy_graph::Broken::default());
+    let dir =
+        policy_graph::policy_bundle_with(&tmp.path().join("stops"), spec, graph, policy_graph::policy_tokenizer_json());
+    let with_stops = A::load(&dir, &Options::default()).unwrap();
+    assert_eq!(A::generation_defaults(&with_stops).unwrap(), defaults);
+    assert_eq!(A::generation_defaults(&with_stops).unwrap(), defaults, "asking twice gives the same");
+    let out = A::generate(&with_stops, &["a", "a"], &[&za, &zb], None, None).unwrap();
+    assert_eq!((out[0].text.as_str(), out[0].finish), ("a c a", FinishReason::Stop));
+    assert_eq!((out[1].text.as_str(), out[1].finish), ("b ", FinishReason::Stop));
+}
+
+pub fn streamed_deltas_concatenate_and_false_cancels<A: Api>() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = load_policy::<A>(tmp.path());
+    let (za, zb) = (A::profile_from(&Z_A).unwrap(), A::profile_from(&Z_B).unwrap());
+    for stop in [vec![], vec!["a e".to_string()], vec!["d b e".to_string()]] {
+        let params = GenerationParams { stop, ..greedy() };
+        let mut streamed = vec![String::new(); 2];
+        let mut tokens = vec![Vec::new(); 2];
+        let mut on_token = |row: usize, token: u32, delta: &str| {
+            streamed[row].push_str(delta);
+            tokens[row].push(token);
+            true
+        };
+        let out = A::generate(&model, &["a", "a"], &[&za, &zb], Some(&params), Some(&mut on_token)).unwrap();
+        assert_eq!(out, A::generate(&model, &["a", "a"], &[&za, &zb], Some(&params), None).unwrap());
+        for row in 0..2 {
+            assert_eq!(streamed[row], out[row].text, "row {row}, stop {:?}", params.stop);
+            assert!(tokens[row].starts_with(&out[row].token_ids), "row {row}: {:?}", tokens[row]);
+        }
+    }
+    // Every token's delta, EOS included (which adds nothing).
+    let mut events = Vec::new();
+    let mut on_token = |row: usize, token: u32, delta: &str| {
+        events.push((row, token, delta.to_string()));
+        true
+    };
+    A::generate(&model, &["a"], &[&za], None, Some(&mut on_token)).unwrap();
+    let expected: Vec<(usize, u32, String)> =
+        [(A, "a"), (C, " c"), (A, " a"), (E, " e"), (EOS, "")].iter().map(|&(id, t)| (0, id, t.to_string())).collect();
+    assert_eq!(events, expected);
+
+    // Returning false after each row's second token (events alternate rows) cancels both rows with 2 tokens.
+    let mut seen = Vec::new();
+    let mut on_token = |row: usize, token: u32, _: &str| {
+        seen.push((row, token));
+        seen.len() < 4
+    };
+    let out = A::generate(&model, &["a", "a"], &[&za, &zb], Some(&greedy()), Some(&mut on_token)).unwrap();
+    assert_eq!(seen, [(0, A), (1, B), (0, C), (1, DD)]);
+    assert_eq!(out[0].token_ids, [A, C]);
+    assert_eq!(out[1].token_ids, [B, DD]);
+    assert_eq!((out[0].text.as_str(), out[1].text.as_str()), ("a c", "b d"));
+    assert!(out.iter().all(|g| g.finish == FinishReason::Cancelled), "{out:?}");
+}
+
+pub fn best_of_n_reranks_with_the_bundle_reward<A: Api>() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = load_policy::<A>(tmp.path());
+    let z = A::profile_from(&[0.5, 0.5]).unwrap();
+    let params = GenerationParams { temperature: 1.5, max_new_tokens: 5, seed: 3, ..greedy() };
+    let best = A::generate_best_of_n(&model, "a", &z, 4, Some(&params)).unwrap();
+    assert_eq!((best.candidates.len(), best.rewards.len()), (4, 4));
+    for (i, candidate) in best.candidates.iter().enumerate() {
+        let seeded = GenerationParams { seed: 3 + i as u64, ..params.clone() };
+        let alone = A::generate(&model, &["a"], &[&z], Some(&seeded), None).unwrap();
+        assert_eq!(candidate, &alone[0], "candidate {i} is seed 3 + {i}");
+    }
+    let texts: Vec<&str> = best.candidates.iter().map(|c| c.text.as_str()).collect();
+    assert_close(&best.rewards, &A::score_text(&model, &z, "a", &texts).unwrap().reward);
+    let max = best.rewards.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    assert_eq!(best.rewards[best.best], max);
+    assert!(best.rewards[..best.best].iter().all(|&r| r < max));
+    // Greedy candidates are all the same reply.
+    let greedy_best = A::generate_best_of_n(&model, "a", &A::profile_from(&Z_A).unwrap(), 2, None).unwrap();
+    assert!(greedy_best.candidates.iter().all(|c| c.text == "a c a e"), "{greedy_best:?}");
+    assert_eq!(greedy_best.best, 0);
+}
+
+pub fn bad_generation_calls_get_stable_codes<A: Api>() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = load_policy::<A>(tmp.path());
+    let z = A::profile_from(&Z_A).unwrap();
+    let generate = |params: GenerationParams| A::generate(&model, &["a"], &[&z], Some(&params), None);
+    assert_code(generate(GenerationParams { temperature: -1.0, ..greedy() }), 308, "`temperature`");
+    assert_code(generate(GenerationParams { temperature: f32::NAN, ..greedy() }), 308, "`temperature`");
+    assert_code(generate(GenerationParams { top_p: 1.5, ..greedy() }), 308, "`top_p`");
+    assert_code(generate(GenerationParams { top_p: 0.0, ..greedy() }), 308, "`top_p`");
+    assert_code(generate(GenerationParams { repetition_penalty: 0.0, ..greedy() }), 308, "`repetition_penalty`");
+    assert_code(generate(GenerationParams { max_new_tokens: 0, ..greedy() }), 308, "`max_new_tokens`");
+    assert_code(generate(GenerationParams { stop: vec!["e".into(), String::new()], ..greedy() }), 308, "`stop`");
+    assert_code(A::generate_best_of_n(&model, "a", &z, 0, None), 308, "`n`");
+    let hot = GenerationParams { top_p: 1.5, ..greedy() };
+    assert_code(A::generate_best_of_n(&model, "a", &z, 2, Some(&hot)), 308, "`top_p`");
+
+    // 5 template tokens + 11 words + 8 new tokens = 24 fits the window; 9 new tokens do not.
+    let prompt = ["a"; 11].join(" ");
+    assert_eq!(A::generate(&model, &[&prompt], &[&z], None, None).unwrap()[0].prompt_tokens, 16);
+    let long = GenerationParams { max_new_tokens: 9, ..greedy() };
+    assert_code(A::generate(&model, &[&prompt], &[&z], Some(&long), None), 309, "16 prompt tokens");
+    assert_code(A::generate_best_of_n(&model, &prompt, &z, 2, Some(&long)), 309, "context window of 24");
+
+    // A profile of the wrong length; no rows.
+    let short = A::profile_from(&[1.0]).unwrap();
+    assert_code(A::generate(&model, &["a", "a"], &[&z, &short], None, None), 305, "latent_dim = 2");
+    assert_code(A::generate_best_of_n(&model, "a", &short, 2, None), 305, "latent_dim = 2");
+    assert_code(A::generate(&model, &[], &[], None, None), 303, "requests");
+
+    // A bundle without a policy.
+    let plain = load_text::<A>(tmp.path(), ModelKind::NpBtl);
+    assert!(!A::has_policy(&plain));
+    assert_code(A::generation_defaults(&plain), 310, "no policy");
+    assert_code(A::generate(&plain, &["a"], &[&z], Some(&greedy()), None), 310, "no policy");
+    assert_code(A::generate(&plain, &["a"], &[&z], None, None), 310, "no policy");
+    assert_code(A::generate_best_of_n(&plain, "a", &z, 2, Some(&greedy())), 310, "no policy");
 }
 
 /// The demo's NP-BTL architecture (d = 1) with seeded random weights, exported by the trainer.
