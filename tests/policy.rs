@@ -183,3 +183,63 @@ fn policy_onnx_matches_candle_over_cached_steps_issue_5() {
         assert!(names.contains_key(name), "missing input {name}");
     }
 }
+
+// The same fetch-or-skip helper the trainer's unit tests use (the tiny run needs SmolLM2's tokenizer and MiniLM).
+#[path = "../trainer/src/text/testing.rs"]
+mod testing;
+
+/// The whole `train-policy` pipeline on a tiny random decoder and the built-in text task (casual vs formal users):
+/// NP-BTL, DPO through cached frozen layers, export, and generation through the runtime. A tiny decoder writes no
+/// sense, so the trait of its generations is not checked here (the full SmolLM2 run in the README is); what it must
+/// do is learn to rank each user type's answers from z, and generate through ONNX Runtime exactly as in candle.
+#[test]
+fn tiny_policy_run_learns_each_type_and_generates_through_the_runtime_issue_5() {
+    use steer_trainer::policy::dpo::DpoConfig;
+    use steer_trainer::policy::run::{BaseModel, PolicyDataSource, PolicyRunConfig, TraitKind, train_policy};
+    use steer_trainer::policy::steering::SteeringConfig;
+    use steer_trainer::train::TrainConfig;
+    if !testing::models_or_skip("tiny_policy_run") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let defaults = PolicyRunConfig::default();
+    let cfg = PolicyRunConfig {
+        base: BaseModel::Tiny,
+        data: PolicyDataSource::BuiltinText,
+        steering: SteeringConfig { prompts: [400, 120, 120], ..SteeringConfig::default() },
+        dpo: DpoConfig { steps: 80, lr: 1e-2, eval_every: 20, ..DpoConfig::default() },
+        reward: TrainConfig { steps: 300, baseline_steps: 60, eval_every: 50, ..defaults.reward.clone() },
+        eval_draws: 2,
+        trait_prompts: 2,
+        trait_max_new_tokens: 6,
+        trait_kind: TraitKind::Formality,
+        ..defaults
+    };
+    let report = train_policy(&cfg, &LoadOptions::default(), dir.path(), false).unwrap();
+    println!("{}", serde_json::to_string_pretty(&report).unwrap());
+    assert_eq!(report.greedy_parity, Some(true), "greedy generation through ONNX Runtime differs from candle");
+    for (user_type, by_k) in &report.implicit_reward_accuracy {
+        let (k0, k10) = (by_k[&0], by_k[&10]);
+        assert!(k10 >= k0 + 5.0, "{user_type}: implicit-reward accuracy {k0:.1}% at k = 0, {k10:.1}% at k = 10");
+    }
+
+    // Two users in one batch through the runtime get different greedy answers from the same bundle.
+    let model = steer_runtime::Model::load(dir.path().join("bundle"), &LoadOptions::default()).unwrap();
+    let casual = [steer_runtime::TextPair::new(
+        "Any tips?",
+        "yeah sure, just try it lol",
+        "Certainly. I would recommend trying it.",
+    )];
+    let formal = [steer_runtime::TextPair::new(
+        "Any tips?",
+        "Certainly. I would recommend trying it.",
+        "yeah sure, just try it lol",
+    )];
+    let (a, b) = (model.infer_profile_text(&casual).unwrap(), model.infer_profile_text(&formal).unwrap());
+    let requests =
+        [steer_runtime::GenerationRequest::new("Hello", &a), steer_runtime::GenerationRequest::new("Hello", &b)];
+    let params = steer_runtime::GenerationParams { max_new_tokens: 8, temperature: 0.0, ..Default::default() };
+    let out = model.generate(&requests, &params).unwrap();
+    assert_eq!(out.len(), 2);
+    assert!(out.iter().all(|g| !g.token_ids.is_empty()));
+}

@@ -9,8 +9,9 @@ use steer_runtime::{ExecutionProvider, LoadOptions};
 use steer_trainer::eval::{EvalConfig, ZUsage};
 use steer_trainer::policy::PolicyShape;
 use steer_trainer::policy::dpo::DpoConfig;
+use steer_trainer::policy::base::BaseModel;
 use steer_trainer::policy::run::{
-    BaseModel, PolicyDataSource, PolicyReport, PolicyRunConfig, TraitKind, evaluate, load_run, train_policy,
+    PolicyDataSource, PolicyReport, PolicyRunConfig, TraitKind, evaluate, load_run, train_policy,
 };
 use steer_trainer::report::Report;
 use steer_trainer::run::{ALL_KINDS, RunDir, RunRecord, evaluate_run, train_export_evaluate};
@@ -180,8 +181,8 @@ enum PolicyDataName {
     Steering,
     /// The built-in text task: casual vs formal users over template answers.
     BuiltinText,
-    /// Generic JSONL files (--train, --dev, --eval).
-    Jsonl,
+    /// Files (--train, --dev, --eval) in the format given by --format.
+    Files,
 }
 
 #[derive(clap::Args)]
@@ -189,16 +190,23 @@ struct PolicyArgs {
     /// The base decoder.
     #[arg(long, value_enum, default_value = "smollm2")]
     base: BaseName,
+    /// A local Hugging Face model directory (Llama architecture: config.json, *.safetensors, tokenizer.json) to
+    /// start from instead of --base.
+    #[arg(long)]
+    base_dir: Option<PathBuf>,
     /// The preference data.
     #[arg(long, value_enum, default_value = "steering")]
     data: PolicyDataName,
-    /// With --data jsonl: training pairs.
+    /// With --data files: the files' format.
+    #[arg(long, value_enum, default_value = "jsonl")]
+    format: FormatName,
+    /// With --data files: training pairs.
     #[arg(long)]
     train: Option<PathBuf>,
-    /// With --data jsonl: development pairs.
+    /// With --data files: development pairs.
     #[arg(long)]
     dev: Option<PathBuf>,
-    /// With --data jsonl: evaluation pairs.
+    /// With --data files: evaluation pairs.
     #[arg(long)]
     eval: Option<PathBuf>,
     /// DPO optimizer steps.
@@ -233,11 +241,14 @@ impl PolicyArgs {
         let data = match self.data {
             PolicyDataName::Steering => PolicyDataSource::Steering,
             PolicyDataName::BuiltinText => PolicyDataSource::BuiltinText,
-            PolicyDataName::Jsonl => match (&self.train, &self.dev, &self.eval) {
-                (Some(train), Some(dev), Some(eval)) => {
-                    PolicyDataSource::Jsonl { train: train.clone(), dev: dev.clone(), eval: eval.clone() }
-                }
-                _ => anyhow::bail!("--data jsonl needs --train, --dev and --eval files"),
+            PolicyDataName::Files => match (&self.train, &self.dev, &self.eval) {
+                (Some(train), Some(dev), Some(eval)) => PolicyDataSource::Files {
+                    format: self.format.format(),
+                    train: train.clone(),
+                    dev: dev.clone(),
+                    eval: eval.clone(),
+                },
+                _ => anyhow::bail!("--data files needs --train, --dev and --eval files (and --format)"),
             },
         };
         let mut steering = d.steering.clone();
@@ -247,9 +258,10 @@ impl PolicyArgs {
         let seed = self.seed.unwrap_or(d.dpo.seed);
         steering.seed = seed;
         Ok(PolicyRunConfig {
-            base: match self.base {
-                BaseName::Smollm2 => BaseModel::Smollm2,
-                BaseName::Tiny => BaseModel::Tiny,
+            base: match (&self.base_dir, self.base) {
+                (Some(dir), _) => BaseModel::HfDir(dir.clone()),
+                (None, BaseName::Smollm2) => BaseModel::Smollm2,
+                (None, BaseName::Tiny) => BaseModel::Tiny,
             },
             trait_kind: if matches!(self.data, PolicyDataName::BuiltinText) {
                 TraitKind::Formality
@@ -271,6 +283,47 @@ impl PolicyArgs {
     }
 }
 
+/// Sampling settings of `steer generate`; unset ones come from the bundle's defaults.
+#[derive(clap::Args)]
+struct SamplingArgs {
+    /// Most new tokens.
+    #[arg(long)]
+    max_new_tokens: Option<usize>,
+    /// Temperature (0 = greedy).
+    #[arg(long)]
+    temperature: Option<f32>,
+    /// Nucleus mass in (0, 1].
+    #[arg(long)]
+    top_p: Option<f32>,
+    /// Keep the k most likely tokens (0 = all).
+    #[arg(long)]
+    top_k: Option<usize>,
+    /// Repetition penalty (1 = off).
+    #[arg(long)]
+    repetition_penalty: Option<f32>,
+    /// Seed (the same seed gives the same text).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Stop strings (repeatable).
+    #[arg(long)]
+    stop: Vec<String>,
+}
+
+impl SamplingArgs {
+    fn params(&self, defaults: &steer_runtime::GenerationParams) -> steer_runtime::GenerationParams {
+        let d = defaults.clone();
+        steer_runtime::GenerationParams {
+            max_new_tokens: self.max_new_tokens.unwrap_or(d.max_new_tokens),
+            temperature: self.temperature.unwrap_or(d.temperature),
+            top_p: self.top_p.unwrap_or(d.top_p),
+            top_k: self.top_k.unwrap_or(d.top_k),
+            repetition_penalty: self.repetition_penalty.unwrap_or(d.repetition_penalty),
+            seed: self.seed.unwrap_or(d.seed),
+            stop: if self.stop.is_empty() { d.stop } else { self.stop.clone() },
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// NP-DPO: train a steerable policy (FiLM + LoRA on the base decoder, z from an NP-BTL encoder trained on the
@@ -281,6 +334,37 @@ enum Command {
         /// Output folder.
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Generate an answer steered to one user: their choices (JSONL lines with "prompt", "chosen", "rejected")
+    /// give the profile, then the bundle's policy answers PROMPT, streaming tokens to stdout.
+    Generate {
+        /// The policy bundle, or the `steer train-policy` folder holding it under `bundle/`.
+        #[arg(long)]
+        bundle: PathBuf,
+        /// The user's choices (JSONL); without it the policy answers for an unknown user (k = 0).
+        #[arg(long)]
+        context: Option<PathBuf>,
+        /// The prompt.
+        #[arg(long)]
+        prompt: String,
+        #[command(flatten)]
+        sampling: SamplingArgs,
+        /// Sample N answers and keep the one the bundle's reward, conditioned on the same user, ranks first.
+        #[arg(long)]
+        best_of: Option<usize>,
+    },
+    /// Time generation of a `steer train-policy` folder: time to first token and tokens/s through ONNX Runtime (the
+    /// bundle) and candle (the same weights), greedy, for batches of 1 and 4 rows.
+    BenchPolicy {
+        /// The folder `steer train-policy` wrote.
+        #[arg(long, visible_alias = "run")]
+        bundle: PathBuf,
+        /// New tokens per row.
+        #[arg(long, default_value_t = 32)]
+        new_tokens: usize,
+        /// Repetitions per measurement (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
     },
     /// Re-evaluate a `steer train-policy` folder and write OUT/report.json.
     EvalPolicy {
@@ -429,6 +513,138 @@ fn print_text_figures(report: &Report, text: &steer_trainer::report::TextFigures
     }
 }
 
+/// Reads a user's choices: JSONL lines with string fields `prompt`, `chosen` and `rejected`.
+fn read_choices(path: &Path) -> anyhow::Result<Vec<(String, String, String)>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut choices = Vec::new();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let value: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("{}:{}: not a JSON object", path.display(), i + 1))?;
+        let field = |name: &str| -> anyhow::Result<String> {
+            value.get(name).and_then(|v| v.as_str()).map(str::to_owned).with_context(|| {
+                format!("{}:{}: expected a string field \"{name}\" (prompt, chosen, rejected)", path.display(), i + 1)
+            })
+        };
+        choices.push((field("prompt")?, field("chosen")?, field("rejected")?));
+    }
+    Ok(choices)
+}
+
+/// A bundle folder, or a `steer train-policy` folder holding one under `bundle/`.
+fn policy_bundle_dir(path: &Path) -> PathBuf {
+    let inner = path.join("bundle");
+    if inner.join("manifest.json").is_file() { inner } else { path.to_path_buf() }
+}
+
+fn generate(
+    bundle: &Path,
+    context: Option<&Path>,
+    prompt: &str,
+    sampling: &SamplingArgs,
+    best_of: Option<usize>,
+    load: &LoadOptions,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let model = steer_runtime::Model::load(policy_bundle_dir(bundle), load).context("loading the bundle")?;
+    let defaults = model.generation_defaults().cloned().context("this bundle has no policy (error 310)")?;
+    let params = sampling.params(&defaults);
+    let choices = match context {
+        Some(path) => read_choices(path)?,
+        None => Vec::new(),
+    };
+    let pairs: Vec<steer_runtime::TextPair<'_>> =
+        choices.iter().map(|(p, c, r)| steer_runtime::TextPair::new(p, c, r)).collect();
+    let profile = model.infer_profile_text(&pairs).context("inferring the profile")?;
+    eprintln!("profile from {} choices", pairs.len());
+    if let Some(n) = best_of {
+        let best = model.generate_best_of_n(prompt, &profile, n, &params)?;
+        for (i, (candidate, reward)) in best.candidates.iter().zip(&best.rewards).enumerate() {
+            eprintln!("candidate {i}: reward {reward:.3}: {}", candidate.text);
+        }
+        println!("{}", best.candidates[best.best].text);
+        return Ok(());
+    }
+    let request = steer_runtime::GenerationRequest::new(prompt, &profile);
+    let mut stdout = std::io::stdout();
+    let out = model.generate_stream(&[request], &params, &mut |event| {
+        let _ = write!(stdout, "{}", event.text);
+        let _ = stdout.flush();
+        std::ops::ControlFlow::Continue(())
+    })?;
+    println!();
+    eprintln!("({} tokens, {:?})", out[0].token_ids.len(), out[0].finish);
+    Ok(())
+}
+
+/// Time to first token and decoding speed, through ONNX Runtime and candle.
+fn bench_policy(
+    run: &Path,
+    new_tokens: usize,
+    repeats: usize,
+    load: &LoadOptions,
+) -> anyhow::Result<serde_json::Value> {
+    use std::time::Instant;
+    use steer_trainer::policy::generate::{SampleParams, encode_chat, generate_ids};
+    let (base, policy) = steer_trainer::policy::run::load_policy(run)?;
+    let model = steer_runtime::Model::load(policy_bundle_dir(run), &load.clone().intra_op_threads(0))?;
+    let prompt = "Tell me about the history of the printing press and why it changed the world.";
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let mut rows = Vec::new();
+    for batch in [1usize, 4] {
+        let latent = policy.shape().latent_dim;
+        let profile = steer_runtime::Profile::from_vec(vec![0.0; latent])?;
+        let requests: Vec<_> = (0..batch).map(|_| steer_runtime::GenerationRequest::new(prompt, &profile)).collect();
+        let params = steer_runtime::GenerationParams {
+            max_new_tokens: new_tokens,
+            temperature: 0.0,
+            repetition_penalty: 1.0,
+            ..Default::default()
+        };
+        let (mut ttft, mut rate, mut tokens) = (Vec::new(), Vec::new(), 0);
+        for _ in 0..repeats.max(1) {
+            let started = Instant::now();
+            let mut first = None;
+            let out = model.generate_stream(&requests, &params, &mut |_| {
+                first.get_or_insert_with(|| started.elapsed().as_secs_f64());
+                std::ops::ControlFlow::Continue(())
+            })?;
+            let total = started.elapsed().as_secs_f64();
+            let first = first.unwrap_or(total);
+            tokens = out.iter().map(|g| g.token_ids.len()).max().unwrap_or(0);
+            ttft.push(first);
+            rate.push((batch * tokens.saturating_sub(1)) as f64 / (total - first).max(1e-9));
+        }
+        rows.push(serde_json::json!({"engine": "onnxruntime", "batch": batch, "prompt_tokens": model.policy().map(|p| p.encode_prompt(prompt).map(|ids| ids.len()).unwrap_or(0)), "new_tokens": tokens, "ttft_ms": 1e3 * median(ttft), "tokens_per_s": median(rate)}));
+
+        let device = policy.model().device().clone();
+        let ids = encode_chat(&base.tokenizer, &base.chat_template, prompt)?;
+        let prompts = vec![ids; batch];
+        let z = candle_core::Tensor::zeros((batch, latent), candle_core::DType::F32, &device)?;
+        let step =
+            |i: &candle_core::Tensor,
+             m: &candle_core::Tensor,
+             p: &candle_core::Tensor,
+             past: Option<&[steer_trainer::text::llama::KvCache]>| policy.forward_step(i, m, p, past, &z);
+        let (mut ttft, mut rate, mut tokens) = (Vec::new(), Vec::new(), 0);
+        for _ in 0..repeats.max(1) {
+            let started = Instant::now();
+            generate_ids(&step, &prompts, &SampleParams::greedy(1), &[base.eos], base.eos, &device)?;
+            let first = started.elapsed().as_secs_f64();
+            let started = Instant::now();
+            let out = generate_ids(&step, &prompts, &SampleParams::greedy(new_tokens), &[base.eos], base.eos, &device)?;
+            let total = started.elapsed().as_secs_f64();
+            tokens = out.iter().map(Vec::len).max().unwrap_or(0);
+            ttft.push(first);
+            rate.push((batch * tokens.saturating_sub(1)) as f64 / (total - first).max(1e-9));
+        }
+        rows.push(serde_json::json!({"engine": "candle", "batch": batch, "new_tokens": tokens, "ttft_ms": 1e3 * median(ttft), "tokens_per_s": median(rate)}));
+    }
+    Ok(serde_json::json!({"run": run, "greedy": true, "rows": rows}))
+}
+
 fn print_policy_report(report: &PolicyReport, out: &Path) {
     println!("implicit-reward accuracy % on unseen pairs:");
     for (user_type, by_k) in &report.implicit_reward_accuracy {
@@ -495,6 +711,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::TrainPolicy { args, out } => {
             let report = train_policy(&args.config()?, &load, &out, true).context("steer train-policy failed")?;
             print_policy_report(&report, &out);
+        }
+        Command::Generate { bundle, context, prompt, sampling, best_of } => {
+            generate(&bundle, context.as_deref(), &prompt, &sampling, best_of, &load)?;
+        }
+        Command::BenchPolicy { bundle, new_tokens, repeats } => {
+            let report = bench_policy(&bundle, new_tokens, repeats, &load).context("steer bench-policy failed")?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Command::EvalPolicy { bundle, out } => {
             let ctx = load_run(&bundle, &load, true).context("loading the policy run")?;

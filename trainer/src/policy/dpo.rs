@@ -374,7 +374,11 @@ pub fn train_dpo(
         if step % cfg.eval_every.max(1) == 0 || step == cfg.steps {
             let accuracy = validate(cfg.seed)?;
             history.push((step, loss_sum.0 / loss_sum.1.max(1) as f64, accuracy));
-            bar.set_message(format!("loss {:.4} dev {accuracy:.1}%", loss_sum.0 / loss_sum.1.max(1) as f64));
+            let line = format!("loss {:.4} dev {accuracy:.1}%", loss_sum.0 / loss_sum.1.max(1) as f64);
+            bar.set_message(line.clone());
+            if bar.is_hidden() {
+                eprintln!("NP-DPO step {step}/{}: {line} ({:.1} s)", cfg.steps, started.elapsed().as_secs_f64());
+            }
             loss_sum = (0.0, 0);
             if accuracy > best.1 {
                 best = (step, accuracy, snapshot(&vars)?);

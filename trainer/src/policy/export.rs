@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::onnx::proto::data_type;
 use crate::onnx::{Dim, GraphBuilder, attr_int, attr_ints};
 use crate::policy::SteerPolicy;
-use crate::policy::run::Base;
+use crate::policy::base::Base;
 use crate::text::llama::{LlamaBlock, LlamaConfig, MASKED_LOGIT};
 use crate::text::llama_export::{BATCH, LLAMA_MAX_TOKENS, Shared, rotate};
 use crate::text::save_tokenizer_json;
@@ -202,7 +202,6 @@ fn policy_block(
 pub fn write_policy_bundle(
     policy: &SteerPolicy,
     base: &Base,
-    chat_template: &str,
     defaults: GenerationParams,
     reward_bundle: &Path,
     dir: &Path,
@@ -234,7 +233,7 @@ pub fn write_policy_bundle(
         head_dim: cfg.head_dim(),
         vocab_size: cfg.vocab_size,
         max_positions: LLAMA_MAX_TOKENS,
-        chat_template: chat_template.into(),
+        chat_template: base.chat_template.clone(),
         eos_token_ids: vec![base.eos],
         pad_token_id: base.eos,
         film_layers: policy.films().iter().map(|(layer, _)| *layer).collect(),

@@ -14,6 +14,7 @@
 //! z comes from the context encoder of an NP-BTL model trained on the same users' choices (the encoder is shared:
 //! one profile drives both the reward and the policy, and best-of-n reranks with that reward).
 
+pub mod base;
 pub mod dpo;
 pub mod export;
 pub mod generate;

@@ -19,12 +19,12 @@ use candle_core::Tensor;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tokenizers::Tokenizer;
 
 use crate::data::{PreferenceDataset, PreferencePair};
 use crate::error::{Error, Result};
-use crate::policy::generate::{SMOLLM2_CHAT_TEMPLATE, SampleParams, encode_chat, generate_ids, word_count};
-use crate::text::llama::{KvCache, LlamaModel};
+use crate::policy::base::Base;
+use crate::policy::generate::{SampleParams, encode_chat, generate_ids, word_count};
+use crate::text::llama::KvCache;
 
 /// The user types of the built-in steering task.
 pub const USER_TYPES: [&str; 2] = ["concise", "detailed"];
@@ -113,9 +113,15 @@ pub fn prompts(split: usize, limit: usize) -> Vec<String> {
     out
 }
 
-/// The chat template with `system` in place of the default system prompt.
-fn template_with_system(system: &str) -> String {
-    SMOLLM2_CHAT_TEMPLATE.replace("You are a helpful AI assistant named SmolLM, trained by Hugging Face", system)
+/// `template` asking for `style`: as the system prompt of a ChatML template, else in front of the user's prompt.
+fn template_with_style(template: &str, style: &str) -> String {
+    const SYSTEM: &str = "<|im_start|>system\n";
+    if let Some(start) = template.find(SYSTEM).map(|i| i + SYSTEM.len())
+        && let Some(len) = template[start..].find("<|im_end|>")
+    {
+        return format!("{}{style}{}", &template[..start], &template[start + len..]);
+    }
+    template.replace("{prompt}", &format!("{style}\n\n{{prompt}}"))
 }
 
 /// How the steering data is generated; every field is part of the cache key.
@@ -150,15 +156,14 @@ impl Default for SteeringConfig {
 
 /// Generates split `split`'s pairs with `model` (the base decoder) and labels them for both user types.
 pub fn generate_split(
-    model: &LlamaModel,
-    tokenizer: &Tokenizer,
-    eos: u32,
+    base: &Base,
     cfg: &SteeringConfig,
     split: usize,
     progress: bool,
 ) -> Result<PreferenceDataset> {
     let prompts = prompts(split, cfg.prompts.get(split).copied().unwrap_or(0));
-    let templates: Vec<String> = STYLE_PROMPTS.iter().map(|s| template_with_system(s)).collect();
+    let templates: Vec<String> = STYLE_PROMPTS.iter().map(|s| template_with_style(&base.chat_template, s)).collect();
+    let (model, tokenizer, eos) = (&base.model, &base.tokenizer, base.eos);
     let bar = if progress { ProgressBar::new(prompts.len() as u64) } else { ProgressBar::hidden() };
     bar.set_style(
         ProgressStyle::with_template("generating answers {bar:30} {pos}/{len} prompts [{elapsed}<{eta}]").map_err(
@@ -228,19 +233,16 @@ pub fn write_jsonl(data: &PreferenceDataset, path: &Path) -> Result<()> {
     fs::write(path, text).map_err(Error::io(path))
 }
 
-/// The three splits of the steering task for `model` (whose weights hash to `model_id`), from the cache under
+/// The three splits of the steering task for `base`, from the cache under
 /// `cache_dir` when they were generated before, else generated and cached. Returns the folder holding
 /// `train.jsonl`, `dev.jsonl` and `eval.jsonl`.
 pub fn prepare(
-    model: &LlamaModel,
-    model_id: &str,
-    tokenizer: &Tokenizer,
-    eos: u32,
+    base: &Base,
     cfg: &SteeringConfig,
     cache_dir: &Path,
     progress: bool,
 ) -> Result<PathBuf> {
-    let key = serde_json::to_string(&(model_id, cfg, &QUESTIONS[..], &TOPICS[..], &STYLE_PROMPTS[..]))
+    let key = serde_json::to_string(&(&base.id, &base.chat_template, cfg, &QUESTIONS[..], &TOPICS[..], &STYLE_PROMPTS[..]))
         .map_err(|e| Error::Json { path: cache_dir.into(), message: e.to_string() })?;
     let key: String = Sha256::digest(key.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect();
     let dir = cache_dir.join(format!("steering-{key}"));
@@ -253,7 +255,7 @@ pub fn prepare(
     fs::create_dir_all(&partial).map_err(Error::io(&partial))?;
     for (split, file) in files.iter().enumerate() {
         let started = std::time::Instant::now();
-        let data = generate_split(model, tokenizer, eos, cfg, split, progress)?;
+        let data = generate_split(base, cfg, split, progress)?;
         eprintln!(
             "steering split {split}: {} pairs from {} prompts in {:.0} s",
             data.len() / 2,
