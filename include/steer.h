@@ -173,6 +173,10 @@ enum steer_status
      */
     STEER_STATUS_NO_POLICY = 310,
     /**
+     * A profile inferred by another bundle's encoder (a context embedded another way) was used with this model.
+     */
+    STEER_STATUS_PROFILE_SPACE = 311,
+    /**
      * A required pointer argument is NULL.
      */
     STEER_STATUS_NULL_ARGUMENT = 400,

@@ -79,6 +79,8 @@ pub enum steer_status {
     PromptTooLong = 309,
     /// A generation call was made on a bundle without a policy (see `steer_model_has_policy`).
     NoPolicy = 310,
+    /// A profile inferred by another bundle's encoder (a context embedded another way) was used with this model.
+    ProfileSpace = 311,
     /// A required pointer argument is NULL.
     NullArgument = 400,
     /// A string argument is not valid UTF-8.
@@ -97,7 +99,7 @@ pub enum steer_status {
 }
 
 /// Every status, in the order of their values.
-const ALL: [steer_status; 39] = [
+const ALL: [steer_status; 40] = [
     steer_status::Ok,
     steer_status::BundleNotFound,
     steer_status::Io,
@@ -130,6 +132,7 @@ const ALL: [steer_status; 39] = [
     steer_status::InvalidGenerationParam,
     steer_status::PromptTooLong,
     steer_status::NoPolicy,
+    steer_status::ProfileSpace,
     steer_status::NullArgument,
     steer_status::InvalidUtf8,
     steer_status::BufferTooSmall,
@@ -203,6 +206,7 @@ impl steer_status {
             steer_status::InvalidGenerationParam => "STEER_STATUS_INVALID_GENERATION_PARAM\0",
             steer_status::PromptTooLong => "STEER_STATUS_PROMPT_TOO_LONG\0",
             steer_status::NoPolicy => "STEER_STATUS_NO_POLICY\0",
+            steer_status::ProfileSpace => "STEER_STATUS_PROFILE_SPACE\0",
             steer_status::NullArgument => "STEER_STATUS_NULL_ARGUMENT\0",
             steer_status::InvalidUtf8 => "STEER_STATUS_INVALID_UTF8\0",
             steer_status::BufferTooSmall => "STEER_STATUS_BUFFER_TOO_SMALL\0",

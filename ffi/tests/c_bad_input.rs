@@ -390,6 +390,7 @@ fn every_runtime_error_code_is_a_status_with_the_same_value() {
         Error::InvalidGenerationParam { param: s.clone(), expected: s.clone(), found: s.clone() },
         Error::PromptTooLong { prompt_tokens: 1, max_new_tokens: 1, max_positions: 1 },
         Error::NoPolicy { kind: s.clone() },
+        Error::ProfileSpace { expected: s.clone(), found: s.clone() },
         Error::Poisoned { graph: s.clone() },
     ];
     for error in &errors {

@@ -246,6 +246,18 @@ pub enum Error {
         found: usize,
     },
 
+    /// A profile inferred by another model's encoder (so from a context embedded another way) is used with this one.
+    #[error(
+        "the profile was inferred by another encoder (space {found}); this model's profiles come from encoder {expected}: \
+         infer it again from the user's choices with this bundle"
+    )]
+    ProfileSpace {
+        /// This model's encoder hash.
+        expected: String,
+        /// The profile's encoder hash.
+        found: String,
+    },
+
     /// The bundle's `tokenizer.json` cannot be read as a Hugging Face tokenizer.
     #[error("cannot load tokenizer {path}: {message}")]
     Tokenizer {
@@ -353,6 +365,7 @@ impl Error {
             Error::EmptyInput { .. } => 303,
             Error::InvalidMask { .. } => 304,
             Error::ProfileLength { .. } => 305,
+            Error::ProfileSpace { .. } => 311,
             Error::Tokenization { .. } => 306,
             Error::NoTextEmbedder { .. } => 307,
             Error::InvalidGenerationParam { .. } => 308,
@@ -412,6 +425,7 @@ mod tests {
             Error::EmptyInput { input: s(), expected: s() },
             Error::InvalidMask { index: vec![0], value: 0.5 },
             Error::ProfileLength { expected: 2, found: 1 },
+            Error::ProfileSpace { expected: s(), found: s() },
             Error::Tokenizer { path: path.clone(), message: s() },
             Error::TokenizerMismatch { expected: s(), found: s() },
             Error::Tokenization { text: s(), message: s() },
@@ -446,6 +460,7 @@ mod tests {
                 | Error::EmptyInput { .. }
                 | Error::InvalidMask { .. }
                 | Error::ProfileLength { .. }
+                | Error::ProfileSpace { .. }
                 | Error::Tokenization { .. }
                 | Error::NoTextEmbedder { .. }
                 | Error::InvalidGenerationParam { .. }

@@ -116,7 +116,7 @@ impl Model {
         let context = Context::new(chosen, rejected);
         check_context("", &context, self.dims().embedding_dim)?;
         let z = self.encode(&[context])?;
-        Ok(Profile::from_encoder(z.into_iter().collect()))
+        Ok(Profile::from_encoder(z.into_iter().collect(), self.profile_space()))
     }
 
     /// Infers one profile per user, each from its own context (`k` may differ per user). Returns
@@ -242,7 +242,7 @@ impl Model {
     /// ```
     pub fn infer_profile_text(&self, pairs: &[TextPair<'_>]) -> Result<Profile> {
         let z = self.infer_profiles_text(&[pairs])?;
-        Ok(Profile::from_encoder(z.into_iter().collect()))
+        Ok(Profile::from_encoder(z.into_iter().collect(), self.profile_space()))
     }
 
     /// Infers one profile per user from each user's text preferences (`k` may differ per user), in one embedder
@@ -415,11 +415,22 @@ impl Model {
 
     fn check_profile(&self, profile: &Profile) -> Result<()> {
         let expected = self.dims().latent_dim;
-        if profile.latent_dim() == expected {
-            Ok(())
-        } else {
-            Err(Error::ProfileLength { expected, found: profile.latent_dim() })
+        if profile.latent_dim() != expected {
+            return Err(Error::ProfileLength { expected, found: profile.latent_dim() });
         }
+        match (profile.space(), self.profile_space()) {
+            (Some(found), Some(expected)) if found != &*expected => {
+                Err(Error::ProfileSpace { expected: expected.to_string(), found: found.to_string() })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The space of this model's profiles: the SHA-256 of its encoder graph (none for unconditioned models).
+    pub fn profile_space(&self) -> Option<std::sync::Arc<str>> {
+        let encoder = self.manifest.graphs.encoder.as_ref()?;
+        let entry = self.manifest.files.iter().find(|f| &f.path == encoder)?;
+        Some(std::sync::Arc::from(entry.sha256.as_str()))
     }
 
     /// The profile as a `[1, latent_dim]` view, for conditioned models.

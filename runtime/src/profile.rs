@@ -10,10 +10,23 @@ use crate::error::{Error, Result};
 /// It has `latent_dim` values for a conditioned (np-btl) model and none for an unconditioned one (btl, dpl), where
 /// everyone shares the same reward. Profiles are small and owned, so they can be stored per user and sent across
 /// threads; in JSON a profile is a plain array of numbers.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+///
+/// A profile inferred by a model remembers which encoder made it (its *space*: the SHA-256 of the bundle's encoder
+/// graph, which also fixes the embedder it reads). Using it with a model whose encoder differs, for example a profile
+/// built from a context through another embedder, is [`Error::ProfileSpace`]. A profile made with
+/// [`Profile::from_vec`] (or read from JSON) has no space and is only checked for its length.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(try_from = "Vec<f32>", into = "Vec<f32>")]
 pub struct Profile {
     z: Vec<f32>,
+    space: Option<std::sync::Arc<str>>,
+}
+
+/// Profiles are equal when their values are; where they came from does not matter.
+impl PartialEq for Profile {
+    fn eq(&self, other: &Profile) -> bool {
+        self.z == other.z
+    }
 }
 
 impl Profile {
@@ -23,7 +36,7 @@ impl Profile {
         if let Some(index) = z.iter().position(|v| !v.is_finite()) {
             return Err(Error::NonFinite { input: "profile".into(), index: vec![index], value: z[index] });
         }
-        Ok(Profile { z })
+        Ok(Profile { z, space: None })
     }
 
     /// The empty profile of unconditioned models.
@@ -46,9 +59,14 @@ impl Profile {
         self.z
     }
 
-    /// Wraps values the encoder produced (already known to have the right length).
-    pub(crate) fn from_encoder(z: Vec<f32>) -> Profile {
-        Profile { z }
+    /// The encoder that made this profile (see the type's docs), if a model inferred it.
+    pub fn space(&self) -> Option<&str> {
+        self.space.as_deref()
+    }
+
+    /// Wraps values the encoder produced (already known to have the right length), tagged with its space.
+    pub(crate) fn from_encoder(z: Vec<f32>, space: Option<std::sync::Arc<str>>) -> Profile {
+        Profile { z, space }
     }
 }
 

@@ -372,3 +372,36 @@ fn one_model_serves_many_threads() {
         }
     });
 }
+
+#[test]
+fn a_profile_from_another_encoder_is_refused_issue_5() {
+    ensure_ort();
+    let tmp = tempfile::tempdir().unwrap();
+    let model = load(&tmp.path().join("a"), ModelKind::NpBtl);
+    // A second bundle of the same shape whose encoder graph differs (an extra, unused initializer): another space.
+    let other_dir = tmp.path().join("b");
+    let encoder = common::encoder_graph(D_EMB, LATENT).weight("unused", &[1], &[0.0]).into_bytes();
+    write_bundle(
+        &other_dir,
+        ModelKind::NpBtl,
+        NP_DIMS,
+        &[("encoder.onnx", encoder), ("reward.onnx", reward_graph(ModelKind::NpBtl, D_EMB, LATENT).into_bytes())],
+    );
+    let other = Model::load(&other_dir, &LoadOptions::default()).unwrap();
+    assert_ne!(model.profile_space(), other.profile_space());
+
+    let chosen = array![[1.0f32, 0.5, -0.5]];
+    let rejected = array![[-1.0f32, 0.0, 2.0]];
+    let theirs = other.infer_profile(chosen.view(), rejected.view()).unwrap();
+    assert_eq!(theirs.space(), other.profile_space().as_deref());
+    let options = array![[0.1f32, 0.2, 0.3]];
+    let err = model.score(&theirs, options.view()).unwrap_err();
+    assert_eq!(err.code(), 311, "{err}");
+    assert!(err.to_string().contains("another encoder"), "{err}");
+
+    // The same values from our own encoder, or as plain numbers with no space, are accepted.
+    let ours = model.infer_profile(chosen.view(), rejected.view()).unwrap();
+    assert_eq!(ours, theirs);
+    model.score(&ours, options.view()).unwrap();
+    model.score(&Profile::from_vec(theirs.as_slice().to_vec()).unwrap(), options.view()).unwrap();
+}
