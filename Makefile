@@ -5,7 +5,7 @@ CARGO ?= cargo
 OUT ?= out/demo
 ORT_LIB := .cache/onnxruntime/libonnxruntime.so
 
-.PHONY: demo test ort gaussian hh bench build clean-cache example-rust bench-embed
+.PHONY: demo test ort gaussian hh bench build clean-cache example-rust bench-embed policy bench-policy
 
 $(ORT_LIB):
 	scripts/fetch-onnxruntime.sh
@@ -31,6 +31,15 @@ HH_DATA ?= ../shared/data/hh_relabeled
 hh: $(ORT_LIB) models build
 	./target/release/steer train --format hh-relabeled --embedder minilm --data $(HH_DATA)/train.jsonl.gz --dev $(HH_DATA)/dev.jsonl.gz --out out/hh-minilm
 	./target/release/steer train --format hh-relabeled --embedder smollm2 --data $(HH_DATA)/train.jsonl.gz --dev $(HH_DATA)/dev.jsonl.gz --out out/hh-smollm2
+
+## policy: NP-DPO on SmolLM2-135M-Instruct: the built-in steering task (concise vs detailed users over answers the
+## model writes itself), NP-BTL for z, FiLM + LoRA trained by DPO, export to out/policy/bundle, evaluation
+policy: $(ORT_LIB) models build
+	./target/release/steer train-policy --out out/policy
+
+## bench-policy: time to first token and tokens/s of out/policy, ONNX Runtime vs candle (run `make policy` first)
+bench-policy: $(ORT_LIB) build
+	./target/release/steer bench-policy --run out/policy
 
 ## gaussian: the Gaussian-rho identifiability run whose figures are in the README
 gaussian: $(ORT_LIB) build

@@ -195,7 +195,8 @@ mod testing;
 #[test]
 fn tiny_policy_run_learns_each_type_and_generates_through_the_runtime_issue_5() {
     use steer_trainer::policy::dpo::DpoConfig;
-    use steer_trainer::policy::run::{BaseModel, PolicyDataSource, PolicyRunConfig, TraitKind, train_policy};
+    use steer_trainer::policy::base::BaseModel;
+    use steer_trainer::policy::run::{PolicyDataSource, PolicyRunConfig, TraitKind, train_policy};
     use steer_trainer::policy::steering::SteeringConfig;
     use steer_trainer::train::TrainConfig;
     if !testing::models_or_skip("tiny_policy_run") {

@@ -1,6 +1,7 @@
 //! NP-DPO training and its implicit-reward evaluation (method §4).
 //!
-//! A task is one user type with `k` context pairs (k ~ U{0..max_context}) and a few target pairs. z comes from the
+//! A task is one user type with `k` context pairs (k ~ U{0..max_context}) and a few target pairs; a task with no
+//! context stands for any user, so its targets count once per type that judged them. z comes from the
 //! frozen NP-BTL context encoder reading the context pairs' embeddings; the loss is DPO's
 //! `−log σ(β[(log π(y_w) − log π_ref(y_w)) − (log π(y_l) − log π_ref(y_l))])` over the target pairs, with sequence
 //! log-probabilities over the response tokens only. The reference log-probabilities are computed once (the policy at
@@ -344,10 +345,17 @@ pub fn train_dpo(
             let k = rng.random_range(0..=cfg.max_context.min(shuffled.len().saturating_sub(cfg.targets_per_task)));
             let (context, rest) = shuffled.split_at(k);
             for &p in rest.iter().take(cfg.targets_per_task) {
-                if let Some((w, l)) = train.pairs[p].ordered(user_type) {
-                    chosen.push(w);
-                    rejected.push(l);
-                    owner.push(task as u32);
+                // With no context the user is anyone: a target counts once for every type that judged it, so on a
+                // pair the types judge oppositely the policy learns to stay neutral (the margin's optimum is 0)
+                // instead of taking one type's side.
+                let judges: Vec<&String> =
+                    if k == 0 { train.pairs[p].prefers_a.keys().collect() } else { vec![user_type] };
+                for judge in judges {
+                    if let Some((w, l)) = train.pairs[p].ordered(judge) {
+                        chosen.push(w);
+                        rejected.push(l);
+                        owner.push(task as u32);
+                    }
                 }
             }
             contexts.push((user_type.as_str(), context.to_vec()));
