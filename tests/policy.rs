@@ -47,15 +47,18 @@ fn session(bytes: &[u8]) -> ort::session::Session {
     ort::session::Session::builder(&env).unwrap().commit_from_memory(bytes).unwrap()
 }
 
+/// One layer's key and value cache, as ONNX Runtime returns them.
+type Cache = (ArrayD<f32>, ArrayD<f32>);
+
 /// One step through ONNX Runtime: logits and presents.
 fn ort_step(
     session: &mut ort::session::Session,
     ids: &[Vec<i64>],
     mask: &[Vec<i64>],
     positions: &[Vec<i64>],
-    past: &[(ArrayD<f32>, ArrayD<f32>)],
+    past: &[Cache],
     z: &Array2<f32>,
-) -> (ArrayD<f32>, Vec<(ArrayD<f32>, ArrayD<f32>)>) {
+) -> (ArrayD<f32>, Vec<Cache>) {
     let to2 = |rows: &[Vec<i64>]| Array2::from_shape_vec((rows.len(), rows[0].len()), rows.concat()).unwrap();
     let (ids, mask, positions) = (to2(ids), to2(mask), to2(positions));
     let mut inputs: Vec<(String, ort::session::SessionInputValue<'_>)> = vec![
@@ -194,8 +197,8 @@ mod testing;
 /// do is learn to rank each user type's answers from z, and generate through ONNX Runtime exactly as in candle.
 #[test]
 fn tiny_policy_run_learns_each_type_and_generates_through_the_runtime_issue_5() {
-    use steer_trainer::policy::dpo::DpoConfig;
     use steer_trainer::policy::base::BaseModel;
+    use steer_trainer::policy::dpo::DpoConfig;
     use steer_trainer::policy::run::{PolicyDataSource, PolicyRunConfig, TraitKind, train_policy};
     use steer_trainer::policy::steering::SteeringConfig;
     use steer_trainer::train::TrainConfig;

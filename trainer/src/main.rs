@@ -8,8 +8,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use steer_runtime::{ExecutionProvider, LoadOptions};
 use steer_trainer::eval::{EvalConfig, ZUsage};
 use steer_trainer::policy::PolicyShape;
-use steer_trainer::policy::dpo::DpoConfig;
 use steer_trainer::policy::base::BaseModel;
+use steer_trainer::policy::dpo::DpoConfig;
 use steer_trainer::policy::run::{
     PolicyDataSource, PolicyReport, PolicyRunConfig, TraitKind, evaluate, load_run, train_policy,
 };

@@ -29,9 +29,9 @@ use crate::error::{Error, Result};
 use crate::eval::EvalConfig;
 use crate::model::{NpBtl, RewardModel};
 use crate::params::SeededVarMap;
+use crate::policy::base::{Base, BaseModel, load_base};
 use crate::policy::dpo::{DpoConfig, DpoMetrics, EVAL_KS, PolicyData, implicit_reward_accuracy, profiles, train_dpo};
 use crate::policy::export::write_policy_bundle;
-use crate::policy::base::{Base, BaseModel, load_base};
 use crate::policy::generate::{SampleParams, generate_ids, word_count};
 use crate::policy::steering::{self, SteeringConfig, write_jsonl};
 use crate::policy::{PolicyShape, SteerPolicy};
@@ -232,12 +232,8 @@ fn prepare_data(cfg: &PolicyRunConfig, base: &Base, dir: &PolicyDir, progress: b
     let splits = ["train", "dev", "eval"];
     match &cfg.data {
         PolicyDataSource::Steering => {
-            let cached = steering::prepare(
-                base,
-                &cfg.steering,
-                &embedding_cache_dir().with_file_name("steering"),
-                progress,
-            )?;
+            let cached =
+                steering::prepare(base, &cfg.steering, &embedding_cache_dir().with_file_name("steering"), progress)?;
             for split in splits {
                 let from = cached.join(format!("{split}.jsonl"));
                 fs::copy(&from, dir.data(split)).map_err(Error::io(&from))?;

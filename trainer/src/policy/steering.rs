@@ -155,12 +155,7 @@ impl Default for SteeringConfig {
 }
 
 /// Generates split `split`'s pairs with `model` (the base decoder) and labels them for both user types.
-pub fn generate_split(
-    base: &Base,
-    cfg: &SteeringConfig,
-    split: usize,
-    progress: bool,
-) -> Result<PreferenceDataset> {
+pub fn generate_split(base: &Base, cfg: &SteeringConfig, split: usize, progress: bool) -> Result<PreferenceDataset> {
     let prompts = prompts(split, cfg.prompts.get(split).copied().unwrap_or(0));
     let templates: Vec<String> = STYLE_PROMPTS.iter().map(|s| template_with_style(&base.chat_template, s)).collect();
     let (model, tokenizer, eos) = (&base.model, &base.tokenizer, base.eos);
@@ -236,14 +231,10 @@ pub fn write_jsonl(data: &PreferenceDataset, path: &Path) -> Result<()> {
 /// The three splits of the steering task for `base`, from the cache under
 /// `cache_dir` when they were generated before, else generated and cached. Returns the folder holding
 /// `train.jsonl`, `dev.jsonl` and `eval.jsonl`.
-pub fn prepare(
-    base: &Base,
-    cfg: &SteeringConfig,
-    cache_dir: &Path,
-    progress: bool,
-) -> Result<PathBuf> {
-    let key = serde_json::to_string(&(&base.id, &base.chat_template, cfg, &QUESTIONS[..], &TOPICS[..], &STYLE_PROMPTS[..]))
-        .map_err(|e| Error::Json { path: cache_dir.into(), message: e.to_string() })?;
+pub fn prepare(base: &Base, cfg: &SteeringConfig, cache_dir: &Path, progress: bool) -> Result<PathBuf> {
+    let key =
+        serde_json::to_string(&(&base.id, &base.chat_template, cfg, &QUESTIONS[..], &TOPICS[..], &STYLE_PROMPTS[..]))
+            .map_err(|e| Error::Json { path: cache_dir.into(), message: e.to_string() })?;
     let key: String = Sha256::digest(key.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect();
     let dir = cache_dir.join(format!("steering-{key}"));
     let files = ["train.jsonl", "dev.jsonl", "eval.jsonl"].map(|f| dir.join(f));

@@ -212,11 +212,20 @@ mod tests {
         assert_eq!(loaded.config(), &cfg);
         let ids = Tensor::new(&[[3u32, 17, 9, 41, 5]], &Device::Cpu).unwrap();
         let mask = ids.ones_like().unwrap();
-        let logits = |m: &LlamaModel| m.forward(&ids, &mask).unwrap().logits.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let logits =
+            |m: &LlamaModel| m.forward(&ids, &mask).unwrap().logits.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         assert_eq!(logits(&model), logits(&loaded));
         // Without the reordering the rotation pairs would be wrong and the logits would differ.
-        let unpermuted = permute_rotary_rows(&permute_rotary_rows(&hf["model.layers.0.self_attn.q_proj.weight"], cfg.num_heads, true).unwrap(), cfg.num_heads, false).unwrap();
-        assert_eq!(unpermuted.to_vec2::<f32>().unwrap(), hf["model.layers.0.self_attn.q_proj.weight"].to_vec2::<f32>().unwrap());
+        let unpermuted = permute_rotary_rows(
+            &permute_rotary_rows(&hf["model.layers.0.self_attn.q_proj.weight"], cfg.num_heads, true).unwrap(),
+            cfg.num_heads,
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            unpermuted.to_vec2::<f32>().unwrap(),
+            hf["model.layers.0.self_attn.q_proj.weight"].to_vec2::<f32>().unwrap()
+        );
 
         // A model_type other than llama is refused, naming it.
         let qwen = serde_json::json!({"model_type": "qwen2", "vocab_size": 1, "hidden_size": 4, "num_hidden_layers": 1,
