@@ -6,6 +6,7 @@ use ort::value::{TensorElementType, ValueType};
 
 use crate::error::{Error, Result};
 use crate::manifest::{Dims, ModelKind, io};
+use crate::policy_spec::{PolicySpec, policy_io};
 
 /// One axis of a declared tensor shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,23 +15,25 @@ enum Dim {
     Dynamic(&'static str),
     /// An axis of exactly this size, with the manifest field it comes from.
     Fixed(usize, &'static str),
+    /// An axis of this size that a graph may also declare dynamic (policy graphs from other exporters do).
+    Sized(usize, &'static str),
 }
 
 /// A tensor a graph must take or produce (float32 unless said otherwise).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct TensorSpec {
-    name: &'static str,
+    name: String,
     ty: TensorElementType,
     dims: Vec<Dim>,
 }
 
 impl TensorSpec {
-    fn new(name: &'static str, dims: impl Into<Vec<Dim>>) -> Self {
-        TensorSpec { name, ty: TensorElementType::Float32, dims: dims.into() }
+    fn new(name: impl Into<String>, dims: impl Into<Vec<Dim>>) -> Self {
+        TensorSpec { name: name.into(), ty: TensorElementType::Float32, dims: dims.into() }
     }
 
     fn int64(name: &'static str, dims: impl Into<Vec<Dim>>) -> Self {
-        TensorSpec { name, ty: TensorElementType::Int64, dims: dims.into() }
+        TensorSpec { name: name.into(), ty: TensorElementType::Int64, dims: dims.into() }
     }
 
     fn describe(&self) -> String {
@@ -39,7 +42,7 @@ impl TensorSpec {
             .iter()
             .map(|dim| match dim {
                 Dim::Dynamic(name) => format!("{name} (dynamic)"),
-                Dim::Fixed(size, from) => format!("{size} ({from})"),
+                Dim::Fixed(size, from) | Dim::Sized(size, from) => format!("{size} ({from})"),
             })
             .collect();
         format!("{} [{}]", self.ty, dims.join(", "))
@@ -54,6 +57,7 @@ impl TensorSpec {
             && shape.iter().zip(&self.dims).all(|(&found, want)| match want {
                 Dim::Dynamic(_) => found < 0,
                 Dim::Fixed(size, _) => i64::try_from(*size).is_ok_and(|size| size == found),
+                Dim::Sized(size, _) => found < 0 || i64::try_from(*size).is_ok_and(|size| size == found),
             })
     }
 }
@@ -63,6 +67,8 @@ impl TensorSpec {
 pub(crate) struct GraphSpec {
     inputs: Vec<TensorSpec>,
     outputs: Vec<TensorSpec>,
+    /// Whether outputs beyond `outputs` are accepted (they are not read).
+    extra_outputs: bool,
 }
 
 impl GraphSpec {
@@ -75,6 +81,7 @@ impl GraphSpec {
                 TensorSpec::new(io::MASK, [batch, k]),
             ],
             outputs: vec![TensorSpec::new(io::Z, [batch, latent(dims)])],
+            extra_outputs: false,
         }
     }
 
@@ -91,7 +98,7 @@ impl GraphSpec {
         if kind == ModelKind::Dpl {
             outputs.push(TensorSpec::new(io::REWARD_STD, [batch, n]));
         }
-        GraphSpec { inputs, outputs }
+        GraphSpec { inputs, outputs, extra_outputs: false }
     }
 
     /// `input_ids`, `attention_mask` (int64 `[batch, seq]`) → `embedding` `[batch, embedding_dim]`.
@@ -103,7 +110,33 @@ impl GraphSpec {
                 TensorSpec::int64(io::ATTENTION_MASK, [batch, seq]),
             ],
             outputs: vec![TensorSpec::new(io::EMBEDDING, [batch, Dim::Fixed(embedding_dim, "embedding_dim")])],
+            extra_outputs: false,
         }
+    }
+
+    /// `policy.onnx` ([`crate::policy_spec`]): `input_ids`, `attention_mask`, `position_ids` (int64), the past
+    /// key/values of every layer and `z` → `logits` and the present key/values. Batch and sequence axes are dynamic;
+    /// sized axes may be fixed at the spec's size or dynamic; extra outputs are allowed.
+    pub(crate) fn policy(spec: &PolicySpec, latent_dim: usize) -> Self {
+        let (batch, seq, total) = (Dim::Dynamic("batch"), Dim::Dynamic("seq"), Dim::Dynamic("total_seq"));
+        let (heads, head_dim) = (Dim::Sized(spec.num_kv_heads, "num_kv_heads"), Dim::Sized(spec.head_dim, "head_dim"));
+        let mut inputs = vec![
+            TensorSpec::int64(policy_io::INPUT_IDS, [batch, seq]),
+            TensorSpec::int64(policy_io::ATTENTION_MASK, [batch, total]),
+            TensorSpec::int64(policy_io::POSITION_IDS, [batch, seq]),
+            TensorSpec::new(policy_io::Z, [batch, Dim::Sized(latent_dim, "latent_dim")]),
+        ];
+        let mut outputs =
+            vec![TensorSpec::new(policy_io::LOGITS, [batch, seq, Dim::Sized(spec.vocab_size, "vocab_size")])];
+        for layer in 0..spec.num_layers {
+            let past = [batch, heads, Dim::Dynamic("past_seq"), head_dim];
+            let present = [batch, heads, total, head_dim];
+            inputs.push(TensorSpec::new(policy_io::past_key(layer), past));
+            inputs.push(TensorSpec::new(policy_io::past_value(layer), past));
+            outputs.push(TensorSpec::new(policy_io::present_key(layer), present));
+            outputs.push(TensorSpec::new(policy_io::present_value(layer), present));
+        }
+        GraphSpec { inputs, outputs, extra_outputs: true }
     }
 
     /// Checks the session's declared inputs and outputs: the same names, element types, the same rank, dynamic axes
@@ -112,8 +145,8 @@ impl GraphSpec {
         let declared = |outlets: &[ort::value::Outlet]| -> Vec<(String, ValueType)> {
             outlets.iter().map(|o| (o.name().to_string(), o.dtype().clone())).collect()
         };
-        check_side(graph, "input", &self.inputs, &declared(session.inputs()))?;
-        check_side(graph, "output", &self.outputs, &declared(session.outputs()))
+        check_side(graph, "input", &self.inputs, &declared(session.inputs()), false)?;
+        check_side(graph, "output", &self.outputs, &declared(session.outputs()), self.extra_outputs)
     }
 }
 
@@ -122,7 +155,13 @@ fn latent(dims: Dims) -> Dim {
 }
 
 /// Checks one side (inputs or outputs) of a graph against the expected tensors.
-fn check_side(graph: &str, side: &str, expected: &[TensorSpec], found: &[(String, ValueType)]) -> Result<()> {
+fn check_side(
+    graph: &str,
+    side: &str,
+    expected: &[TensorSpec],
+    found: &[(String, ValueType)],
+    extra_allowed: bool,
+) -> Result<()> {
     let mismatch = |tensor: &str, expected: String, found: String| Error::GraphSignature {
         graph: graph.to_string(),
         tensor: tensor.to_string(),
@@ -130,23 +169,24 @@ fn check_side(graph: &str, side: &str, expected: &[TensorSpec], found: &[(String
         found,
     };
     for spec in expected {
-        match found.iter().find(|(name, _)| name == spec.name) {
+        match found.iter().find(|(name, _)| *name == spec.name) {
             None => {
                 let names: Vec<&str> = found.iter().map(|(name, _)| name.as_str()).collect();
                 return Err(mismatch(
-                    spec.name,
+                    &spec.name,
                     format!("an {side} `{}`: {}", spec.name, spec.describe()),
                     format!("no such {side} (the graph's {side}s are [{}])", names.join(", ")),
                 ));
             }
             Some((_, ty)) if !spec.matches(ty) => {
-                return Err(mismatch(spec.name, spec.describe(), describe(ty)));
+                return Err(mismatch(&spec.name, spec.describe(), describe(ty)));
             }
             Some(_) => {}
         }
     }
-    if let Some((extra, ty)) = found.iter().find(|(name, _)| !expected.iter().any(|spec| spec.name == name)) {
-        let names: Vec<&str> = expected.iter().map(|spec| spec.name).collect();
+    let extra = found.iter().find(|(name, _)| !expected.iter().any(|spec| spec.name == *name));
+    if let Some((extra, ty)) = extra.filter(|_| !extra_allowed) {
+        let names: Vec<&str> = expected.iter().map(|spec| spec.name.as_str()).collect();
         return Err(mismatch(
             extra,
             format!("only the {side}s [{}]", names.join(", ")),
@@ -205,15 +245,15 @@ mod tests {
     fn a_matching_encoder_passes() {
         let spec = GraphSpec::encoder(DIMS);
         let inputs = named(&[("mask", f32_tensor(&[-1, -1])), ("context", f32_tensor(&[-1, -1, 8]))]);
-        check_side("encoder.onnx", "input", &spec.inputs, &inputs).unwrap();
-        check_side("encoder.onnx", "output", &spec.outputs, &named(&[("z", f32_tensor(&[-1, 3]))])).unwrap();
+        check_side("encoder.onnx", "input", &spec.inputs, &inputs, false).unwrap();
+        check_side("encoder.onnx", "output", &spec.outputs, &named(&[("z", f32_tensor(&[-1, 3]))]), false).unwrap();
     }
 
     #[test]
     fn wrong_context_width_names_graph_tensor_expected_and_found() {
         let spec = GraphSpec::encoder(DIMS);
         let inputs = named(&[("context", f32_tensor(&[-1, -1, 6])), ("mask", f32_tensor(&[-1, -1]))]);
-        let err = check_side("encoder.onnx", "input", &spec.inputs, &inputs).unwrap_err();
+        let err = check_side("encoder.onnx", "input", &spec.inputs, &inputs, false).unwrap_err();
         assert_eq!(err.code(), 107);
         assert_eq!(
             err.to_string(),
@@ -229,7 +269,7 @@ mod tests {
         let float64 = named(&[("options", tensor(TensorElementType::Float64, &[-1, -1, 4]))]);
         let extra_z = named(&[("options", f32_tensor(&[-1, -1, 4])), ("z", f32_tensor(&[-1, 2]))]);
         for (inputs, tensor) in [(fixed_batch, "options"), (float64, "options"), (extra_z, "z")] {
-            match check_side("reward.onnx", "input", &spec.inputs, &inputs).unwrap_err() {
+            match check_side("reward.onnx", "input", &spec.inputs, &inputs, false).unwrap_err() {
                 Error::GraphSignature { graph, tensor: t, .. } => {
                     assert_eq!(graph, "reward.onnx");
                     assert_eq!(t, tensor);
@@ -238,7 +278,7 @@ mod tests {
             }
         }
         let no_std = named(&[("reward", f32_tensor(&[-1, -1]))]);
-        match check_side("reward.onnx", "output", &spec.outputs, &no_std).unwrap_err() {
+        match check_side("reward.onnx", "output", &spec.outputs, &no_std, false).unwrap_err() {
             Error::GraphSignature { tensor, found, .. } => {
                 assert_eq!(tensor, "reward_std");
                 assert!(found.contains("no such output"), "{found}");
@@ -250,11 +290,11 @@ mod tests {
     #[test]
     fn reward_specs_follow_the_kind() {
         let np = GraphSpec::reward(ModelKind::NpBtl, DIMS);
-        assert_eq!(np.inputs.iter().map(|t| t.name).collect::<Vec<_>>(), ["options", "z"]);
-        assert_eq!(np.outputs.iter().map(|t| t.name).collect::<Vec<_>>(), ["reward"]);
+        assert_eq!(np.inputs.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["options", "z"]);
+        assert_eq!(np.outputs.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["reward"]);
         let btl = GraphSpec::reward(ModelKind::Btl, Dims { embedding_dim: 4, latent_dim: 0 });
-        assert_eq!(btl.inputs.iter().map(|t| t.name).collect::<Vec<_>>(), ["options"]);
+        assert_eq!(btl.inputs.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["options"]);
         let dpl = GraphSpec::reward(ModelKind::Dpl, Dims { embedding_dim: 4, latent_dim: 0 });
-        assert_eq!(dpl.outputs.iter().map(|t| t.name).collect::<Vec<_>>(), ["reward", "reward_std"]);
+        assert_eq!(dpl.outputs.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["reward", "reward_std"]);
     }
 }

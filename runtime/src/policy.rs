@@ -20,13 +20,12 @@
 use std::path::Path;
 
 use ort::environment::Environment;
-use ort::session::Session;
-use ort::value::{TensorElementType, ValueType};
 use tokenizers::Tokenizer;
 
 use crate::error::{Error, Result};
+use crate::graph::GraphSpec;
 use crate::options::LoadOptions;
-use crate::policy_spec::{PolicySpec, policy_io};
+use crate::policy_spec::PolicySpec;
 use crate::pool::SessionPool;
 use crate::providers::ProviderPlan;
 
@@ -139,139 +138,9 @@ pub(crate) fn load_policy(
     let suffix = encode_template(after)?;
 
     let pool = crate::model::load_pool_with(env, dir, &spec.graph, plan, options, |session| {
-        check_signature(&spec.graph, spec, latent_dim, session)
+        GraphSpec::policy(spec, latent_dim).check(&spec.graph, session)
     })?;
     Ok(Policy { pool, spec: spec.clone(), latent_dim, template_tokenizer, text_tokenizer, prefix, suffix })
-}
-
-/// One axis of a policy tensor.
-#[derive(Debug, Clone, Copy)]
-enum Axis {
-    /// Must be dynamic (batch, sequence lengths).
-    Dynamic(&'static str),
-    /// Of this size, from this spec field; a dynamic axis is accepted too (exporters differ).
-    Size(usize, &'static str),
-}
-
-struct Expected {
-    name: String,
-    ty: TensorElementType,
-    axes: Vec<Axis>,
-}
-
-impl Expected {
-    fn describe(&self) -> String {
-        let axes: Vec<String> = self
-            .axes
-            .iter()
-            .map(|axis| match axis {
-                Axis::Dynamic(name) => format!("{name} (dynamic)"),
-                Axis::Size(size, from) => format!("{size} ({from})"),
-            })
-            .collect();
-        format!("{} [{}]", self.ty, axes.join(", "))
-    }
-
-    fn matches(&self, found: &ValueType) -> bool {
-        let ValueType::Tensor { ty, shape, .. } = found else {
-            return false;
-        };
-        *ty == self.ty
-            && shape.len() == self.axes.len()
-            && shape.iter().zip(&self.axes).all(|(&size, axis)| match axis {
-                Axis::Dynamic(_) => size < 0,
-                Axis::Size(want, _) => size < 0 || i64::try_from(*want).is_ok_and(|want| want == size),
-            })
-    }
-}
-
-/// The inputs and outputs `policy.onnx` must declare (see [`crate::policy_spec`]).
-fn expected_signature(spec: &PolicySpec, latent_dim: usize) -> (Vec<Expected>, Vec<Expected>) {
-    let (batch, seq) = (Axis::Dynamic("batch"), Axis::Dynamic("seq"));
-    let heads = Axis::Size(spec.num_kv_heads, "num_kv_heads");
-    let head_dim = Axis::Size(spec.head_dim, "head_dim");
-    let int64 = |name: &str, axes: Vec<Axis>| Expected { name: name.to_string(), ty: TensorElementType::Int64, axes };
-    let float = |name: String, axes: Vec<Axis>| Expected { name, ty: TensorElementType::Float32, axes };
-    let mut inputs = vec![
-        int64(policy_io::INPUT_IDS, vec![batch, seq]),
-        int64(policy_io::ATTENTION_MASK, vec![batch, Axis::Dynamic("total_seq")]),
-        int64(policy_io::POSITION_IDS, vec![batch, seq]),
-        float(policy_io::Z.to_string(), vec![batch, Axis::Size(latent_dim, "latent_dim")]),
-    ];
-    let mut outputs =
-        vec![float(policy_io::LOGITS.to_string(), vec![batch, seq, Axis::Size(spec.vocab_size, "vocab_size")])];
-    for layer in 0..spec.num_layers {
-        let past = vec![batch, heads, Axis::Dynamic("past_seq"), head_dim];
-        let present = vec![batch, heads, Axis::Dynamic("total_seq"), head_dim];
-        inputs.push(float(policy_io::past_key(layer), past.clone()));
-        inputs.push(float(policy_io::past_value(layer), past));
-        outputs.push(float(policy_io::present_key(layer), present.clone()));
-        outputs.push(float(policy_io::present_value(layer), present));
-    }
-    (inputs, outputs)
-}
-
-/// Checks the session's declared inputs and outputs against the spec: every expected tensor present with its
-/// element type and rank, batch and sequence axes dynamic, sized axes of the spec's size (or dynamic), and no input
-/// the runtime would not feed. Extra outputs are allowed (they are not read).
-fn check_signature(graph: &str, spec: &PolicySpec, latent_dim: usize, session: &Session) -> Result<()> {
-    let (inputs, outputs) = expected_signature(spec, latent_dim);
-    let declared = |outlets: &[ort::value::Outlet]| -> Vec<(String, ValueType)> {
-        outlets.iter().map(|o| (o.name().to_string(), o.dtype().clone())).collect()
-    };
-    check_side(graph, "input", &inputs, &declared(session.inputs()), false)?;
-    check_side(graph, "output", &outputs, &declared(session.outputs()), true)
-}
-
-fn check_side(
-    graph: &str,
-    side: &str,
-    expected: &[Expected],
-    found: &[(String, ValueType)],
-    extra_allowed: bool,
-) -> Result<()> {
-    let mismatch = |tensor: &str, expected: String, found: String| Error::GraphSignature {
-        graph: graph.to_string(),
-        tensor: tensor.to_string(),
-        expected,
-        found,
-    };
-    for want in expected {
-        match found.iter().find(|(name, _)| *name == want.name) {
-            None => {
-                let names: Vec<&str> = found.iter().map(|(name, _)| name.as_str()).collect();
-                return Err(mismatch(
-                    &want.name,
-                    format!("an {side} `{}`: {}", want.name, want.describe()),
-                    format!("no such {side} (the graph's {side}s are [{}])", names.join(", ")),
-                ));
-            }
-            Some((_, ty)) if !want.matches(ty) => return Err(mismatch(&want.name, want.describe(), describe(ty))),
-            Some(_) => {}
-        }
-    }
-    if !extra_allowed {
-        if let Some((extra, ty)) = found.iter().find(|(name, _)| !expected.iter().any(|want| want.name == *name)) {
-            let names: Vec<&str> = expected.iter().map(|want| want.name.as_str()).collect();
-            return Err(mismatch(
-                extra,
-                format!("only the {side}s [{}]", names.join(", ")),
-                format!("an extra {side} `{extra}`: {}", describe(ty)),
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn describe(ty: &ValueType) -> String {
-    match ty {
-        ValueType::Tensor { ty, shape, .. } => {
-            let axes: Vec<String> =
-                shape.iter().map(|&size| if size < 0 { "dynamic".to_string() } else { size.to_string() }).collect();
-            format!("{ty} [{}]", axes.join(", "))
-        }
-        other => other.to_string(),
-    }
 }
 
 /// The first characters of a text, for error messages.

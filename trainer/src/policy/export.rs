@@ -23,7 +23,7 @@ use crate::onnx::{Dim, GraphBuilder, attr_int, attr_ints};
 use crate::policy::SteerPolicy;
 use crate::policy::base::Base;
 use crate::text::llama::{LlamaBlock, LlamaConfig, MASKED_LOGIT};
-use crate::text::llama_export::{BATCH, LLAMA_MAX_TOKENS, Shared, rotate};
+use crate::text::llama_export::{BATCH, LLAMA_MAX_TOKENS, Shared, attend, feed_forward, rotate};
 use crate::text::save_tokenizer_json;
 
 /// The policy graph's file name in a bundle.
@@ -174,27 +174,8 @@ fn policy_block(
     let keys = repeat(g, &present_key);
     let values = repeat(g, &present_value);
     let keys_t = g.node("Transpose", &[&keys], vec![attr_ints("perm", &[0, 1, 3, 2])]);
-    let scores = g.node("MatMul", &[&q, &keys_t], vec![]);
-    let scale = g.constant_f32("scale", &[], &[(1.0 / (head_dim as f64).sqrt()) as f32]);
-    let scores = g.node("Mul", &[&scores, &scale], vec![]);
-    let scores = g.node("Add", &[&scores, &shared.mask], vec![]);
-    let weights = g.node("Softmax", &[&scores], vec![attr_int("axis", -1)]);
-    let context = g.node("MatMul", &[&weights, &values], vec![]);
-    let context = g.node("Transpose", &[&context], vec![to_heads_first]);
-    let merge = g.constant_i64("merge_shape", &[0, 0, cfg.hidden_size as i64]);
-    let context = g.node("Reshape", &[&context, &merge], vec![]);
-    let attended = g.linear(&context, o)?;
-    let x = g.node("Add", &[x, &attended], vec![]);
-
-    let normed = g.rms_norm(&x, ffn_norm)?;
-    let [gate, up, down] = mlp.projections();
-    let gate = g.linear(&normed, gate)?;
-    let sigmoid = g.node("Sigmoid", &[&gate], vec![]);
-    let silu = g.node("Mul", &[&gate, &sigmoid], vec![]);
-    let up = g.linear(&normed, up)?;
-    let gated = g.node("Mul", &[&silu, &up], vec![]);
-    let out = g.linear(&gated, down)?;
-    Ok((g.node("Add", &[&x, &out], vec![]), present_key, present_value))
+    let x = attend(g, x, &q, &keys_t, &values, shared, o, cfg)?;
+    Ok((feed_forward(g, &x, ffn_norm, mlp)?, present_key, present_value))
 }
 
 /// Writes the policy bundle in `dir`: the files of the NP-BTL text bundle in `reward_bundle` (hard-linked when

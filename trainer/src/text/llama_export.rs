@@ -26,7 +26,9 @@ use crate::onnx::proto::data_type;
 use crate::onnx::{Dim, GraphBuilder, attr_int, attr_ints};
 use crate::text::bert::MIN_NORM;
 use crate::text::embedder_export::{ATTENTION_MASK, EMBEDDING, INPUT_IDS};
-use crate::text::llama::{LlamaBlock, LlamaConfig, LlamaModel, MASKED_LOGIT};
+use candle_nn::{Linear, RmsNorm};
+
+use crate::text::llama::{LlamaBlock, LlamaConfig, LlamaMlp, LlamaModel, MASKED_LOGIT};
 
 /// The longest input the exported graph accepts: SmolLM2's context length (`llama.context_length`, 8192).
 pub const LLAMA_MAX_TOKENS: usize = 8192;
@@ -144,20 +146,14 @@ fn decoder_block(
     let v = repeat_kv(g, &v, heads, head_dim, group);
     let v = g.node("Transpose", &[&v], vec![attr_ints("perm", &[0, 2, 1, 3])]);
 
-    // Multiplied by 1/√d (not divided by √d) as candle does, so the rounding matches.
-    let scores = g.node("MatMul", &[&q, &k_t], vec![]);
-    let scale = g.constant_f32("scale", &[], &[(1.0 / (head_dim as f64).sqrt()) as f32]);
-    let scores = g.node("Mul", &[&scores, &scale], vec![]);
-    let scores = g.node("Add", &[&scores, &shared.mask], vec![]);
-    let weights = g.node("Softmax", &[&scores], vec![attr_int("axis", -1)]);
-    let context = g.node("MatMul", &[&weights, &v], vec![]);
-    let context = g.node("Transpose", &[&context], vec![attr_ints("perm", &[0, 2, 1, 3])]);
-    let merge = g.constant_i64("merge_shape", &[0, 0, cfg.hidden_size as i64]);
-    let context = g.node("Reshape", &[&context, &merge], vec![]);
-    let attended = g.linear(&context, o)?;
-    let x = g.node("Add", &[x, &attended], vec![]);
+    let x = attend(g, x, &q, &k_t, &v, shared, o, cfg)?;
 
-    let normed = g.rms_norm(&x, ffn_norm)?;
+    feed_forward(g, &x, ffn_norm, mlp)
+}
+
+/// The block's second half, `x + down(silu(gate(n)) · up(n))` with `n = RMSNorm(x)`.
+pub(crate) fn feed_forward(g: &mut GraphBuilder, x: &str, ffn_norm: &RmsNorm, mlp: &LlamaMlp) -> Result<String> {
+    let normed = g.rms_norm(x, ffn_norm)?;
     let [gate, up, down] = mlp.projections();
     let gate = g.linear(&normed, gate)?;
     let sigmoid = g.node("Sigmoid", &[&gate], vec![]);
@@ -165,7 +161,34 @@ fn decoder_block(
     let up = g.linear(&normed, up)?;
     let gated = g.node("Mul", &[&silu, &up], vec![]);
     let out = g.linear(&gated, down)?;
-    Ok(g.node("Add", &[&x, &out], vec![]))
+    Ok(g.node("Add", &[x, &out], vec![]))
+}
+
+/// `x` plus the attention output: softmax(q·kᵀ/√d + mask)·v with q `[B, H, T, d]`, `keys_t` `[B, H, d, S]` and
+/// `values` `[B, H, S, d]`, heads merged and projected by `o`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn attend(
+    g: &mut GraphBuilder,
+    x: &str,
+    q: &str,
+    keys_t: &str,
+    values: &str,
+    shared: &Shared,
+    o: &Linear,
+    cfg: &LlamaConfig,
+) -> Result<String> {
+    // Multiplied by 1/√d (not divided by √d) as candle does, so the rounding matches.
+    let scores = g.node("MatMul", &[q, keys_t], vec![]);
+    let scale = g.constant_f32("scale", &[], &[(1.0 / (cfg.head_dim() as f64).sqrt()) as f32]);
+    let scores = g.node("Mul", &[&scores, &scale], vec![]);
+    let scores = g.node("Add", &[&scores, &shared.mask], vec![]);
+    let weights = g.node("Softmax", &[&scores], vec![attr_int("axis", -1)]);
+    let context = g.node("MatMul", &[&weights, values], vec![]);
+    let context = g.node("Transpose", &[&context], vec![attr_ints("perm", &[0, 2, 1, 3])]);
+    let merge = g.constant_i64("merge_shape", &[0, 0, cfg.hidden_size as i64]);
+    let context = g.node("Reshape", &[&context, &merge], vec![]);
+    let attended = g.linear(&context, o)?;
+    Ok(g.node("Add", &[x, &attended], vec![]))
 }
 
 /// Splits `x` `[B, T, n · head_dim]` into `n` heads and applies the interleaved rotary embedding, as candle's
