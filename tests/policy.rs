@@ -246,4 +246,31 @@ fn tiny_policy_run_learns_each_type_and_generates_through_the_runtime_issue_5() 
     let out = model.generate(&requests, &params).unwrap();
     assert_eq!(out.len(), 2);
     assert!(out.iter().all(|g| !g.token_ids.is_empty()));
+
+    // `steer generate` streams the same greedy answer for a user given as a JSONL file of choices.
+    let context = dir.path().join("casual.jsonl");
+    let line = serde_json::json!({"prompt": "Any tips?", "chosen": "yeah sure, just try it lol",
+        "rejected": "Certainly. I would recommend trying it."});
+    std::fs::write(&context, format!("{line}\n")).unwrap();
+    let steer = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_steer"))
+            .arg("generate")
+            .arg("--bundle")
+            .arg(dir.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let context_arg = context.to_str().unwrap();
+    let run = steer(&["--context", context_arg, "--prompt", "Hello", "--temperature", "0", "--max-new-tokens", "8"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(String::from_utf8_lossy(&run.stdout).trim_end(), out[0].text.trim_end());
+    // Bad input: a top-p out of range, and a context line without "rejected", fail with messages that say so.
+    let bad = steer(&["--prompt", "Hello", "--top-p", "1.5"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("top_p"), "{}", String::from_utf8_lossy(&bad.stderr));
+    std::fs::write(&context, "{\"prompt\": \"Any tips?\", \"chosen\": \"sure\"}\n").unwrap();
+    let bad = steer(&["--context", context_arg, "--prompt", "Hello"]);
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && stderr.contains(":1:") && stderr.contains("rejected"), "{stderr}");
 }
