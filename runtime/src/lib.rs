@@ -81,7 +81,7 @@ pub use generate::{BestOfN, FinishReason, Generation, GenerationRequest, TokenEv
 pub use manifest::{Dims, Manifest, ModelKind};
 pub use model::Model;
 pub use options::{ExecutionProvider, LoadOptions};
-pub use policy::Policy;
+pub use policy::{ChatEncoder, Policy};
 pub use policy_spec::{GenerationParams, PolicySpec};
 pub use preference::{Reward, preference_probability};
 pub use profile::{Context, Profile};

@@ -35,12 +35,70 @@ pub struct Policy {
     pool: SessionPool,
     spec: PolicySpec,
     latent_dim: usize,
-    /// Recognises special-token text (for the template).
+    chat: ChatEncoder,
+}
+
+/// Applies a chat template to prompts: the template's text around `{prompt}` is tokenized once with special tokens
+/// recognised, and each prompt with special-token text kept as plain text, so a user cannot inject control tokens.
+/// The trainer tokenizes its training prompts with this same type.
+#[derive(Debug, Clone)]
+pub struct ChatEncoder {
+    /// Recognises special-token text (for the template; also decodes).
     template_tokenizer: Tokenizer,
     /// Treats special-token text as plain text (for the user's prompt).
     text_tokenizer: Tokenizer,
     prefix: Vec<u32>,
     suffix: Vec<u32>,
+}
+
+impl ChatEncoder {
+    /// A chat encoder for `template` (which must contain `{prompt}`), with `tokenizer`'s padding and truncation
+    /// turned off.
+    pub fn new(mut tokenizer: Tokenizer, template: &str) -> Result<ChatEncoder> {
+        let Some((before, after)) = template.split_once("{prompt}") else {
+            return Err(Error::InvalidManifest {
+                field: "policy.chat_template".into(),
+                expected: "a template containing {prompt}".into(),
+                found: template.into(),
+            });
+        };
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(None)
+            .map_err(|e| Error::TokenizerMismatch { expected: "a tokenizer".into(), found: e.to_string() })?;
+        tokenizer.set_encode_special_tokens(false);
+        let mut text_tokenizer = tokenizer.clone();
+        text_tokenizer.set_encode_special_tokens(true);
+        let encode_template = |part: &str| -> Result<Vec<u32>> {
+            let encoding = tokenizer
+                .encode(part, false)
+                .map_err(|e| Error::Tokenization { text: preview(part), message: e.to_string() })?;
+            Ok(encoding.get_ids().to_vec())
+        };
+        let (prefix, suffix) = (encode_template(before)?, encode_template(after)?);
+        Ok(ChatEncoder { template_tokenizer: tokenizer, text_tokenizer, prefix, suffix })
+    }
+
+    /// The token ids of `prompt` inside the template.
+    pub fn encode(&self, prompt: &str) -> Result<Vec<u32>> {
+        let encoding = self
+            .text_tokenizer
+            .encode(prompt, false)
+            .map_err(|e| Error::Tokenization { text: preview(prompt), message: e.to_string() })?;
+        let ids = encoding.get_ids();
+        let mut out = Vec::with_capacity(self.prefix.len() + ids.len() + self.suffix.len());
+        out.extend_from_slice(&self.prefix);
+        out.extend_from_slice(ids);
+        out.extend_from_slice(&self.suffix);
+        Ok(out)
+    }
+
+    /// The text of token ids, special tokens skipped.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.template_tokenizer
+            .decode(ids, true)
+            .map_err(|e| Error::Tokenization { text: format!("<{} token ids>", ids.len()), message: e.to_string() })
+    }
 }
 
 impl Policy {
@@ -57,24 +115,12 @@ impl Policy {
     /// The token ids the policy reads for `prompt`: the chat template applied by the rule of the
     /// [module docs](self). Not checked against the context window (generation does that).
     pub fn encode_prompt(&self, prompt: &str) -> Result<Vec<u32>> {
-        let encoding = self
-            .text_tokenizer
-            .encode(prompt, false)
-            .map_err(|e| Error::Tokenization { text: preview(prompt), message: e.to_string() })?;
-        let ids = encoding.get_ids();
-        let mut out = Vec::with_capacity(self.prefix.len() + ids.len() + self.suffix.len());
-        out.extend_from_slice(&self.prefix);
-        out.extend_from_slice(ids);
-        out.extend_from_slice(&self.suffix);
-        Ok(out)
+        self.chat.encode(prompt)
     }
 
     /// The text of generated ids, special tokens skipped.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.template_tokenizer.decode(ids, true).map_err(|e| Error::Tokenization {
-            text: format!("<{} generated token ids>", ids.len()),
-            message: e.to_string(),
-        })
+        self.chat.decode(ids)
     }
 
     pub(crate) fn pool(&self) -> &SessionPool {
@@ -107,40 +153,22 @@ pub(crate) fn load_policy(
             spec.pad_token_id.to_string(),
         ));
     }
-    let Some((before, after)) = spec.chat_template.split_once("{prompt}") else {
-        return Err(bad("policy.chat_template", "a template containing {prompt}".into(), spec.chat_template.clone()));
-    };
-
     let path = dir.join(&spec.tokenizer);
-    let mut template_tokenizer =
+    let tokenizer =
         Tokenizer::from_file(&path).map_err(|e| Error::Tokenizer { path: path.clone(), message: e.to_string() })?;
-    let found = template_tokenizer.get_vocab_size(true);
+    let found = tokenizer.get_vocab_size(true);
     if found > spec.vocab_size {
         return Err(Error::TokenizerMismatch {
             expected: format!("at most {} tokens (policy.vocab_size, the width of the logits)", spec.vocab_size),
             found: format!("{found} tokens in {}", spec.tokenizer),
         });
     }
-    template_tokenizer.with_padding(None);
-    template_tokenizer
-        .with_truncation(None)
-        .map_err(|e| Error::TokenizerMismatch { expected: "a tokenizer".into(), found: e.to_string() })?;
-    template_tokenizer.set_encode_special_tokens(false);
-    let mut text_tokenizer = template_tokenizer.clone();
-    text_tokenizer.set_encode_special_tokens(true);
-    let encode_template = |part: &str| -> Result<Vec<u32>> {
-        let encoding = template_tokenizer
-            .encode(part, false)
-            .map_err(|e| Error::Tokenization { text: preview(part), message: e.to_string() })?;
-        Ok(encoding.get_ids().to_vec())
-    };
-    let prefix = encode_template(before)?;
-    let suffix = encode_template(after)?;
+    let chat = ChatEncoder::new(tokenizer, &spec.chat_template)?;
 
     let pool = crate::model::load_pool_with(env, dir, &spec.graph, plan, options, |session| {
         GraphSpec::policy(spec, latent_dim).check(&spec.graph, session)
     })?;
-    Ok(Policy { pool, spec: spec.clone(), latent_dim, template_tokenizer, text_tokenizer, prefix, suffix })
+    Ok(Policy { pool, spec: spec.clone(), latent_dim, chat })
 }
 
 /// The first characters of a text, for error messages.

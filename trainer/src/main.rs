@@ -584,7 +584,7 @@ fn bench_policy(
     load: &LoadOptions,
 ) -> anyhow::Result<serde_json::Value> {
     use std::time::Instant;
-    use steer_trainer::policy::generate::{SampleParams, encode_chat, generate_ids};
+    use steer_trainer::policy::generate::{SampleParams, generate_ids};
     let (base, policy) = steer_trainer::policy::run::load_policy(run)?;
     let model = steer_runtime::Model::load(policy_bundle_dir(run), &load.clone().intra_op_threads(0))?;
     let prompt = "Tell me about the history of the printing press and why it changed the world.";
@@ -620,7 +620,7 @@ fn bench_policy(
         rows.push(serde_json::json!({"engine": "onnxruntime", "batch": batch, "prompt_tokens": model.policy().map(|p| p.encode_prompt(prompt).map(|ids| ids.len()).unwrap_or(0)), "new_tokens": tokens, "ttft_ms": 1e3 * median(ttft), "tokens_per_s": median(rate)}));
 
         let device = policy.model().device().clone();
-        let ids = encode_chat(&base.tokenizer, &base.chat_template, prompt)?;
+        let ids = base.chat.encode(prompt)?;
         let prompts = vec![ids; batch];
         let z = candle_core::Tensor::zeros((batch, latent), candle_core::DType::F32, &device)?;
         let step =

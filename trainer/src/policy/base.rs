@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use candle_core::Device;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use steer_runtime::ChatEncoder;
 use tokenizers::Tokenizer;
 
 use crate::error::{Error, Result};
@@ -42,6 +43,8 @@ pub struct Base {
     pub id: String,
     /// The chat template, with `{prompt}` for the user's text.
     pub chat_template: String,
+    /// The template applied to prompts, as the runtime applies it.
+    pub chat: ChatEncoder,
     /// The end-of-turn token id.
     pub eos: u32,
 }
@@ -60,7 +63,8 @@ pub fn load_base(base: &BaseModel, seed: u64, device: &Device) -> Result<Base> {
                 let cfg = LlamaConfig { vocab_size: tokenizer.get_vocab_size(true), ..LlamaConfig::tiny() };
                 (LlamaModel::from_config_seeded(&cfg, seed, device)?, format!("tiny-random@{seed}"))
             };
-            Ok(Base { model, tokenizer, id, chat_template: SMOLLM2_CHAT_TEMPLATE.into(), eos })
+            let chat = ChatEncoder::new(tokenizer.clone(), SMOLLM2_CHAT_TEMPLATE)?;
+            Ok(Base { model, tokenizer, id, chat_template: SMOLLM2_CHAT_TEMPLATE.into(), chat, eos })
         }
         BaseModel::HfDir(dir) => load_hf_base(dir, device),
     }
@@ -98,5 +102,6 @@ fn load_hf_base(dir: &Path, device: &Device) -> Result<Base> {
     hasher.update(format!("{entries:?}"));
     let hash: String = hasher.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect();
     let name = dir.file_name().map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned());
-    Ok(Base { model, tokenizer, id: format!("hf:{name}@{hash}"), chat_template: chat_template.into(), eos })
+    let chat = ChatEncoder::new(tokenizer.clone(), chat_template)?;
+    Ok(Base { model, tokenizer, id: format!("hf:{name}@{hash}"), chat_template: chat_template.into(), chat, eos })
 }

@@ -19,13 +19,12 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
-use tokenizers::Tokenizer;
 
 use crate::data::PreferenceDataset;
 use crate::error::{Error, Result};
 use crate::model::ContextEncoder;
 use crate::policy::SteerPolicy;
-use crate::policy::generate::encode_chat;
+use crate::policy::base::Base;
 
 /// The context sizes every evaluation reports.
 pub const EVAL_KS: [usize; 5] = [0, 1, 3, 5, 10];
@@ -131,15 +130,13 @@ impl PolicyData {
         (texts, pairs)
     }
 
-    /// Tokenizes `data` with `template`, caches the first trainable block's inputs and the reference log-probs under
+    /// Tokenizes `data` with the base's chat template, caches the first trainable block's inputs and the reference log-probs under
     /// `policy` (untrained, so equal to the base model), and takes the answers' embeddings from `embeddings` (rows in
     /// the order of [`merge`](Self::merge)'s texts).
     pub fn build(
         data: &PreferenceDataset,
         policy: &SteerPolicy,
-        tokenizer: &Tokenizer,
-        template: &str,
-        eos: u32,
+        base: &Base,
         embeddings: Array2<f32>,
         progress: bool,
     ) -> Result<PolicyData> {
@@ -151,18 +148,18 @@ impl PolicyData {
                 got: embeddings.nrows().to_string(),
             });
         }
-        let mut plain = tokenizer.clone();
+        let mut plain = base.tokenizer.clone();
         plain.set_encode_special_tokens(true);
         let mut ids = Vec::with_capacity(texts.len());
         let mut response_start = Vec::with_capacity(texts.len());
         for (prompt, response) in &texts {
-            let mut seq = encode_chat(tokenizer, template, prompt)?;
+            let mut seq = base.chat.encode(prompt)?;
             response_start.push(seq.len());
             let answer = plain
                 .encode(response.as_str(), false)
                 .map_err(|e| Error::Tokenizer { context: "encoding an answer".into(), message: e.to_string() })?;
             seq.extend(answer.get_ids());
-            seq.push(eos);
+            seq.push(base.eos);
             ids.push(seq);
         }
         let mut out = PolicyData {
@@ -199,6 +196,17 @@ impl PolicyData {
         }
         bar.finish_and_clear();
         Ok(out)
+    }
+
+    /// The distinct prompts, in first-seen order, at most `limit` of them.
+    pub fn prompts(&self, limit: usize) -> Vec<&str> {
+        let mut prompts: Vec<&str> = Vec::new();
+        for (prompt, _) in &self.texts {
+            if prompts.len() < limit && !prompts.contains(&prompt.as_str()) {
+                prompts.push(prompt);
+            }
+        }
+        prompts
     }
 
     /// Right-padded token ids and attention mask `[N, T]` of sequences `seqs`.
@@ -248,7 +256,7 @@ impl PolicyData {
     }
 
     /// Pair indices that `user_type` judged.
-    fn judged_by(&self, user_type: &str) -> Vec<usize> {
+    pub fn judged_by(&self, user_type: &str) -> Vec<usize> {
         (0..self.pairs.len()).filter(|&p| self.pairs[p].prefers_a.contains_key(user_type)).collect()
     }
 }

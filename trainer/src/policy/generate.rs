@@ -17,29 +17,6 @@ pub const SMOLLM2_CHAT_TEMPLATE: &str = "<|im_start|>system\nYou are a helpful A
 /// The token that ends an assistant turn in SmolLM2-Instruct.
 pub const SMOLLM2_EOS: &str = "<|im_end|>";
 
-/// Tokenizes `prompt` inside `template` the way the runtime does: the template's text around `{prompt}` with
-/// special tokens recognised, the prompt with special-token text kept as plain text, joined.
-pub fn encode_chat(tokenizer: &Tokenizer, template: &str, prompt: &str) -> Result<Vec<u32>> {
-    let (prefix, suffix) = template.split_once("{prompt}").ok_or_else(|| Error::InvalidConfig {
-        field: "chat_template",
-        expected: "a template containing {prompt}".into(),
-        got: template.into(),
-    })?;
-    let encode = |tokenizer: &Tokenizer, text: &str| -> Result<Vec<u32>> {
-        Ok(tokenizer
-            .encode(text, false)
-            .map_err(|e| Error::Tokenizer { context: format!("encoding {text:?}"), message: e.to_string() })?
-            .get_ids()
-            .to_vec())
-    };
-    let mut plain = tokenizer.clone();
-    plain.set_encode_special_tokens(true);
-    let mut ids = encode(tokenizer, prefix)?;
-    ids.extend(encode(&plain, prompt)?);
-    ids.extend(encode(tokenizer, suffix)?);
-    Ok(ids)
-}
-
 /// The id of a special token, by its text.
 pub fn token_id(tokenizer: &Tokenizer, token: &str) -> Result<u32> {
     tokenizer.token_to_id(token).ok_or_else(|| Error::Tokenizer {

@@ -316,7 +316,7 @@ fn build_context(
         let (texts, _) = PolicyData::merge(data);
         let options: Vec<TextOption<'_>> = texts.iter().map(|(p, r)| TextOption::new(p, r)).collect();
         let embeddings: Array2<f32> = embedder_files.embed_cached(&embedder, &options, &embedding_cache_dir())?;
-        PolicyData::build(data, &policy, &base.tokenizer, &base.chat_template, base.eos, embeddings, progress)
+        PolicyData::build(data, &policy, &base, embeddings, progress)
     };
     let splits = time_stage(seconds, "cache_frozen_layers", || {
         Ok([build(&datasets[0])?, build(&datasets[1])?, build(&datasets[2])?])
@@ -384,21 +384,14 @@ pub fn greedy_parity(ctx: &PolicyContext, bundle: &Path, load: &LoadOptions) -> 
     let model = Model::load(bundle, load)?;
     let [train, _, eval] = &ctx.splits;
     let device = ctx.policy.model().device().clone();
-    let mut prompts: Vec<&str> = Vec::new();
-    for (prompt, _) in &eval.texts {
-        if !prompts.contains(&prompt.as_str()) {
-            prompts.push(prompt);
-        }
-    }
-    prompts.truncate(ctx.config.trait_prompts.max(2));
+    let prompts = eval.prompts(ctx.config.trait_prompts.max(2));
     let mut rng = StdRng::seed_from_u64(5);
     let contexts: Vec<(&str, Vec<usize>)> = prompts
         .iter()
         .enumerate()
         .map(|(row, _)| {
             let user_type = train.user_types[row % train.user_types.len()].as_str();
-            let mut pool: Vec<usize> =
-                (0..train.pairs.len()).filter(|&p| train.pairs[p].prefers_a.contains_key(user_type)).collect();
+            let mut pool = train.judged_by(user_type);
             pool.shuffle(&mut rng);
             pool.truncate(10);
             (user_type, pool)
@@ -406,10 +399,7 @@ pub fn greedy_parity(ctx: &PolicyContext, bundle: &Path, load: &LoadOptions) -> 
         .collect();
     let z = profiles(&ctx.np_btl.encoder, train, &contexts, &device)?;
     let max_new_tokens = ctx.config.trait_max_new_tokens;
-    let prompt_ids = prompts
-        .iter()
-        .map(|p| crate::policy::generate::encode_chat(&ctx.base.tokenizer, &ctx.base.chat_template, p))
-        .collect::<Result<Vec<_>>>()?;
+    let prompt_ids = prompts.iter().map(|p| ctx.base.chat.encode(p)).collect::<steer_runtime::Result<Vec<_>>>()?;
     let step =
         |i: &Tensor, m: &Tensor, p: &Tensor, past: Option<&[KvCache]>| ctx.policy.forward_step(i, m, p, past, &z);
     let candle = generate_ids(
@@ -486,17 +476,8 @@ pub fn evaluate(ctx: &PolicyContext, progress: bool) -> Result<PolicyReport> {
         eprintln!("implicit-reward accuracy: {accuracy:?}");
     }
     let device = ctx.policy.model().device().clone();
-    let mut prompts: Vec<&str> = Vec::new();
-    for (prompt, _) in &eval.texts {
-        if !prompts.contains(&prompt.as_str()) {
-            prompts.push(prompt);
-        }
-    }
-    prompts.truncate(cfg.trait_prompts.max(1));
-    let prompt_ids = prompts
-        .iter()
-        .map(|p| crate::policy::generate::encode_chat(&ctx.base.tokenizer, &ctx.base.chat_template, p))
-        .collect::<Result<Vec<_>>>()?;
+    let prompts = eval.prompts(cfg.trait_prompts.max(1));
+    let prompt_ids = prompts.iter().map(|p| ctx.base.chat.encode(p)).collect::<steer_runtime::Result<Vec<_>>>()?;
     let params = SampleParams { max_new_tokens: cfg.trait_max_new_tokens, temperature: 0.7, top_p: 0.95, seed: 7 };
     let generate_with = |z: Option<&Tensor>| -> Result<Vec<String>> {
         let ids = match z {
@@ -528,8 +509,7 @@ pub fn evaluate(ctx: &PolicyContext, progress: bool) -> Result<PolicyReport> {
     // One context per prompt row, each drawn from the type's training choices.
     let mut rng = StdRng::seed_from_u64(cfg.dpo.seed.wrapping_add(99));
     let mut z_for = |user_type: &str, k: usize| -> Result<Tensor> {
-        let pool: Vec<usize> =
-            (0..train.pairs.len()).filter(|&p| train.pairs[p].prefers_a.contains_key(user_type)).collect();
+        let pool = train.judged_by(user_type);
         let contexts: Vec<(&str, Vec<usize>)> = (0..prompt_ids.len())
             .map(|_| {
                 let mut c = pool.clone();

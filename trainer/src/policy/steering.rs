@@ -23,8 +23,9 @@ use sha2::{Digest, Sha256};
 use crate::data::{PreferenceDataset, PreferencePair};
 use crate::error::{Error, Result};
 use crate::policy::base::Base;
-use crate::policy::generate::{SampleParams, encode_chat, generate_ids, word_count};
+use crate::policy::generate::{SampleParams, generate_ids, word_count};
 use crate::text::llama::KvCache;
+use steer_runtime::ChatEncoder;
 
 /// The user types of the built-in steering task.
 pub const USER_TYPES: [&str; 2] = ["concise", "detailed"];
@@ -157,7 +158,10 @@ impl Default for SteeringConfig {
 /// Generates split `split`'s pairs with `model` (the base decoder) and labels them for both user types.
 pub fn generate_split(base: &Base, cfg: &SteeringConfig, split: usize, progress: bool) -> Result<PreferenceDataset> {
     let prompts = prompts(split, cfg.prompts.get(split).copied().unwrap_or(0));
-    let templates: Vec<String> = STYLE_PROMPTS.iter().map(|s| template_with_style(&base.chat_template, s)).collect();
+    let templates = STYLE_PROMPTS
+        .iter()
+        .map(|s| ChatEncoder::new(base.tokenizer.clone(), &template_with_style(&base.chat_template, s)))
+        .collect::<steer_runtime::Result<Vec<_>>>()?;
     let (model, tokenizer, eos) = (&base.model, &base.tokenizer, base.eos);
     let bar = if progress { ProgressBar::new(prompts.len() as u64) } else { ProgressBar::hidden() };
     bar.set_style(
@@ -172,7 +176,7 @@ pub fn generate_split(base: &Base, cfg: &SteeringConfig, split: usize, progress:
         let mut rows = Vec::with_capacity(chunk.len() * 2);
         for prompt in chunk {
             for template in &templates {
-                rows.push(encode_chat(tokenizer, template, prompt)?);
+                rows.push(template.encode(prompt)?);
             }
         }
         let params = SampleParams {
