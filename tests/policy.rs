@@ -199,7 +199,9 @@ mod testing;
 fn tiny_policy_run_learns_each_type_and_generates_through_the_runtime_issue_5() {
     use steer_trainer::policy::base::BaseModel;
     use steer_trainer::policy::dpo::DpoConfig;
-    use steer_trainer::policy::run::{PolicyDataSource, PolicyRunConfig, TraitKind, train_policy};
+    use steer_trainer::policy::run::{
+        DEFAULT_SYSTEM_PROMPT, PolicyDataSource, PolicyRunConfig, TraitKind, train_policy,
+    };
     use steer_trainer::policy::steering::SteeringConfig;
     use steer_trainer::train::TrainConfig;
     if !testing::models_or_skip("tiny_policy_run") {
@@ -229,6 +231,9 @@ fn tiny_policy_run_learns_each_type_and_generates_through_the_runtime_issue_5() 
 
     // Two users in one batch through the runtime get different greedy answers from the same bundle.
     let model = steer_runtime::Model::load(dir.path().join("bundle"), &LoadOptions::default()).unwrap();
+    // The bundle serves the policy with the system prompt it was trained with.
+    let template = &model.policy_spec().unwrap().chat_template;
+    assert!(template.contains(&format!("system\n{DEFAULT_SYSTEM_PROMPT}<|im_end|>")), "{template}");
     let casual = [steer_runtime::TextPair::new(
         "Any tips?",
         "yeah sure, just try it lol",

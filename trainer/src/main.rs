@@ -230,6 +230,10 @@ struct PolicyArgs {
     /// Evaluation prompts per user type and k.
     #[arg(long)]
     trait_prompts: Option<usize>,
+    /// The system prompt the policy is trained and served with [default: "Answer in two sentences."]; "" keeps the
+    /// base model's own.
+    #[arg(long)]
+    system_prompt: Option<String>,
     /// Seed.
     #[arg(long)]
     seed: Option<u64>,
@@ -278,6 +282,11 @@ impl PolicyArgs {
             dpo: DpoConfig { steps: self.steps.unwrap_or(d.dpo.steps), lr: self.lr.unwrap_or(d.dpo.lr), seed, ..d.dpo },
             reward: TrainConfig { steps: self.reward_steps.unwrap_or(d.reward.steps), seed, ..d.reward.clone() },
             trait_prompts: self.trait_prompts.unwrap_or(d.trait_prompts),
+            system_prompt: match self.system_prompt.as_deref() {
+                None => d.system_prompt.clone(),
+                Some("") => None,
+                Some(text) => Some(text.to_string()),
+            },
             ..d
         })
     }
@@ -655,6 +664,9 @@ fn print_policy_report(report: &PolicyReport, out: &Path) {
     for (user_type, by_k) in &report.r#trait {
         let cells: Vec<String> = by_k.iter().map(|(k, v)| format!("k={k}: {v:5.1}")).collect();
         println!("  {user_type:<12} {}", cells.join("  "));
+    }
+    if let Some(base) = report.base_trait {
+        println!("  {:<12} {base:5.1}", "base model");
     }
     println!("win rate vs the base model (NP-BTL judge, same user): {:?}", report.win_rate_vs_base);
     println!("continuum between two users: {:?} (monotonic: {})", report.continuum, report.continuum_monotonic);

@@ -49,6 +49,27 @@ pub struct Base {
     pub eos: u32,
 }
 
+impl Base {
+    /// Replaces the chat template's system prompt with `system` (see [`with_system_prompt`]).
+    pub fn set_system_prompt(&mut self, system: &str) -> Result<()> {
+        self.chat_template = with_system_prompt(&self.chat_template, system);
+        self.chat = ChatEncoder::new(self.tokenizer.clone(), &self.chat_template)?;
+        Ok(())
+    }
+}
+
+/// `template` with `system` as its system prompt: replacing a ChatML template's system message, else written in front
+/// of the user's prompt (templates without a system turn, such as Llama 3's).
+pub fn with_system_prompt(template: &str, system: &str) -> String {
+    const SYSTEM: &str = "<|im_start|>system\n";
+    if let Some(start) = template.find(SYSTEM).map(|i| i + SYSTEM.len())
+        && let Some(len) = template[start..].find("<|im_end|>")
+    {
+        return format!("{}{system}{}", &template[..start], &template[start + len..]);
+    }
+    template.replace("{prompt}", &format!("{system}\n\n{{prompt}}"))
+}
+
 /// Loads `base` on `device`; `seed` seeds the tiny decoder.
 pub fn load_base(base: &BaseModel, seed: u64, device: &Device) -> Result<Base> {
     match base {

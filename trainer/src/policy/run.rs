@@ -108,7 +108,15 @@ pub struct PolicyRunConfig {
     pub trait_max_new_tokens: usize,
     /// The trait measured on generations.
     pub trait_kind: TraitKind,
+    /// The system prompt the policy is trained, evaluated and exported with (`None`: the base's own chat template).
+    #[serde(default)]
+    pub system_prompt: Option<String>,
 }
+
+/// The default system prompt of a policy run. Under SmolLM2's own system prompt most answers run past 160 tokens,
+/// which a sampled evaluation of any practical length cuts off, so a user who wants more detail could not be told
+/// apart from the unsteered model. This one asks for a moderate length, which z can move either way.
+pub const DEFAULT_SYSTEM_PROMPT: &str = "Answer in two sentences.";
 
 impl Default for PolicyRunConfig {
     fn default() -> Self {
@@ -126,9 +134,10 @@ impl Default for PolicyRunConfig {
             },
             embedder: EmbedderChoice::Minilm,
             eval_draws: 3,
-            trait_prompts: 8,
-            trait_max_new_tokens: 48,
+            trait_prompts: 16,
+            trait_max_new_tokens: 128,
             trait_kind: TraitKind::Words,
+            system_prompt: Some(DEFAULT_SYSTEM_PROMPT.into()),
         }
     }
 }
@@ -140,6 +149,9 @@ pub struct PolicyReport {
     pub implicit_reward_accuracy: BTreeMap<String, BTreeMap<usize, f64>>,
     /// `{user type: {k: mean trait of sampled generations}}`.
     pub r#trait: BTreeMap<String, BTreeMap<usize, f64>>,
+    /// The mean trait of the base model's sampled answers to the same prompts (the unsteered baseline).
+    #[serde(default)]
+    pub base_trait: Option<f64>,
     /// What the trait is.
     pub trait_kind: TraitKind,
     /// `{user type: %}`: how often the steered answer (k = 10) beats the base model's answer, judged by NP-BTL
@@ -281,8 +293,12 @@ fn build_context(
     progress: bool,
 ) -> Result<(PolicyContext, Option<f64>)> {
     let device = crate::policy::device();
-    let base = time_stage(seconds, "load_base", || load_base(&cfg.base, cfg.dpo.seed, &device))?;
+    let mut base = time_stage(seconds, "load_base", || load_base(&cfg.base, cfg.dpo.seed, &device))?;
     let datasets = time_stage(seconds, "data", || prepare_data(cfg, &base, dir, progress))?;
+    // After the data: the steering data asks for each type's answers with its own system prompts.
+    if let Some(system) = &cfg.system_prompt {
+        base.set_system_prompt(system)?;
+    }
     let mut record = TextRunRecord {
         format: DataFormat::Jsonl,
         train_data: Some(dir.data("train")),
@@ -553,6 +569,7 @@ pub fn evaluate(ctx: &PolicyContext, progress: bool) -> Result<PolicyReport> {
     Ok(PolicyReport {
         implicit_reward_accuracy: accuracy,
         r#trait: traits,
+        base_trait: Some(mean_trait(&base_texts)),
         trait_kind: cfg.trait_kind,
         win_rate_vs_base: win_rate,
         continuum_monotonic: !continuum.is_empty() && if expected_rising { rising } else { falling },

@@ -8,6 +8,9 @@
 //!   so only z can tell it which length to produce.
 //! - Prompts are questions about topics; the train, dev and eval splits use disjoint topics.
 //!
+//! Answers cut off at the length cap keep only their complete sentences ([`complete_sentences`]), so every answer
+//! ends where its text ends.
+//!
 //! Generated pairs are cached in the project cache (keyed by the base model's hash and every setting), so reruns
 //! and tests do not generate them again.
 
@@ -22,7 +25,7 @@ use sha2::{Digest, Sha256};
 
 use crate::data::{PreferenceDataset, PreferencePair};
 use crate::error::{Error, Result};
-use crate::policy::base::Base;
+use crate::policy::base::{Base, with_system_prompt};
 use crate::policy::generate::{SampleParams, generate_ids, word_count};
 use crate::text::llama::KvCache;
 use steer_runtime::ChatEncoder;
@@ -114,17 +117,6 @@ pub fn prompts(split: usize, limit: usize) -> Vec<String> {
     out
 }
 
-/// `template` asking for `style`: as the system prompt of a ChatML template, else in front of the user's prompt.
-fn template_with_style(template: &str, style: &str) -> String {
-    const SYSTEM: &str = "<|im_start|>system\n";
-    if let Some(start) = template.find(SYSTEM).map(|i| i + SYSTEM.len())
-        && let Some(len) = template[start..].find("<|im_end|>")
-    {
-        return format!("{}{style}{}", &template[..start], &template[start + len..]);
-    }
-    template.replace("{prompt}", &format!("{style}\n\n{{prompt}}"))
-}
-
 /// How the steering data is generated; every field is part of the cache key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SteeringConfig {
@@ -146,7 +138,7 @@ impl Default for SteeringConfig {
     fn default() -> Self {
         SteeringConfig {
             prompts: [160, 40, 40],
-            max_new_tokens: 48,
+            max_new_tokens: 128,
             temperature: 0.7,
             min_word_gap: 6,
             seed: 0,
@@ -160,7 +152,7 @@ pub fn generate_split(base: &Base, cfg: &SteeringConfig, split: usize, progress:
     let prompts = prompts(split, cfg.prompts.get(split).copied().unwrap_or(0));
     let templates = STYLE_PROMPTS
         .iter()
-        .map(|s| ChatEncoder::new(base.tokenizer.clone(), &template_with_style(&base.chat_template, s)))
+        .map(|s| ChatEncoder::new(base.tokenizer.clone(), &with_system_prompt(&base.chat_template, s)))
         .collect::<steer_runtime::Result<Vec<_>>>()?;
     let (model, tokenizer, eos) = (&base.model, &base.tokenizer, base.eos);
     let bar = if progress { ProgressBar::new(prompts.len() as u64) } else { ProgressBar::hidden() };
@@ -187,11 +179,14 @@ pub fn generate_split(base: &Base, cfg: &SteeringConfig, split: usize, progress:
         };
         let answers = generate_ids(&step, &rows, &params, &[eos], eos, &device)?;
         for (i, prompt) in chunk.iter().enumerate() {
+            // The trainer ends every answer with the end-of-turn token, so an answer cut off at `max_new_tokens`
+            // keeps only its complete sentences: training on the cut text would teach stopping at the cap.
             let decode = |ids: &[u32]| -> Result<String> {
                 let text = tokenizer
                     .decode(ids, true)
                     .map_err(|e| Error::Tokenizer { context: "decoding an answer".into(), message: e.to_string() })?;
-                Ok(text.trim().to_string())
+                let finished = ids.len() < cfg.max_new_tokens;
+                Ok(if finished { text.trim() } else { complete_sentences(&text) }.to_string())
             };
             let (a, b) = (decode(&answers[2 * i])?, decode(&answers[2 * i + 1])?);
             let (short, long) = if word_count(&a) <= word_count(&b) { (a, b) } else { (b, a) };
@@ -218,6 +213,20 @@ pub fn generate_split(base: &Base, cfg: &SteeringConfig, split: usize, progress:
         return Err(Error::EmptyData { path: PathBuf::from(format!("steering split {split}")), skipped_malformed: 0 });
     }
     Ok(PreferenceDataset::new(pairs))
+}
+
+/// The text up to its last complete sentence (ending in `.`, `!` or `?` after a non-digit, then a space or the
+/// end), trimmed; empty when it has none.
+pub fn complete_sentences(text: &str) -> &str {
+    let text = text.trim();
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    let end = chars.windows(2).rev().find_map(|w| {
+        let (before, (i, c)) = (w[0].1, w[1]);
+        let next = text[i + c.len_utf8()..].chars().next();
+        let ends = matches!(c, '.' | '!' | '?') && !before.is_ascii_digit() && next.is_none_or(char::is_whitespace);
+        ends.then_some(i + c.len_utf8())
+    });
+    end.map_or("", |end| &text[..end])
 }
 
 /// Writes `data` as the generic JSONL format (`{"user", "prompt", "chosen", "rejected"}` per line).
@@ -266,4 +275,19 @@ pub fn prepare(base: &Base, cfg: &SteeringConfig, cache_dir: &Path, progress: bo
     }
     fs::rename(&partial, &dir).map_err(Error::io(&dir))?;
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::complete_sentences;
+
+    #[test]
+    fn a_cut_answer_keeps_its_complete_sentences() {
+        assert_eq!(complete_sentences("It rains. Water falls from clou"), "It rains.");
+        assert_eq!(complete_sentences("Is it? Yes! Then 1. the"), "Is it? Yes!");
+        assert_eq!(complete_sentences("Costs 3.50 dollars or e.g. less"), "Costs 3.50 dollars or e.g.");
+        assert_eq!(complete_sentences("  Done.  "), "Done.");
+        assert_eq!(complete_sentences("no sentence end here"), "");
+        assert_eq!(complete_sentences(""), "");
+    }
 }
