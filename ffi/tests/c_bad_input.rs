@@ -30,7 +30,7 @@ fn expect_null(status: steer_status, function: &str, argument: &str) {
     expect(status, steer_status::NullArgument, function, &format!("argument `{argument}` is NULL"));
 }
 
-/// A loaded np-btl test model (d = 3, latent_dim = 2) and a profile for it.
+/// A bundle loaded through the C ABI and a profile for it, freed on drop.
 struct Fixture {
     _dir: tempfile::TempDir,
     model: *mut steer_model,
@@ -38,24 +38,40 @@ struct Fixture {
 }
 
 impl Fixture {
+    /// The np-btl test model (d = 3, latent_dim = 2) and a profile inferred from the behaviour suite's context.
     fn new() -> Fixture {
+        Fixture::load(
+            |dir| behaviour::bundle(dir, ModelKind::NpBtl),
+            |model, profile| {
+                // SAFETY: a live model, valid context arrays of 2 × 3 values and a valid out-pointer.
+                unsafe {
+                    steer_model_infer_profile(
+                        model,
+                        behaviour::CHOSEN.as_ptr(),
+                        behaviour::REJECTED.as_ptr(),
+                        2,
+                        3,
+                        profile,
+                    )
+                }
+            },
+        )
+    }
+
+    /// Writes a bundle with `write_bundle` into a fresh folder, loads it, and makes the profile with `make_profile`.
+    fn load(
+        write_bundle: impl FnOnce(&std::path::Path) -> std::path::PathBuf,
+        make_profile: impl FnOnce(*const steer_model, *mut *mut steer_profile) -> steer_status,
+    ) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let bundle = behaviour::bundle(dir.path(), ModelKind::NpBtl);
+        let bundle = write_bundle(dir.path());
         let path = std::ffi::CString::new(bundle.to_str().unwrap()).unwrap();
         let (mut model, mut profile) = (null_mut(), null_mut());
-        // SAFETY: valid arguments throughout.
+        // SAFETY: a valid path and out-pointer.
         unsafe {
             assert_eq!(steer_model_load(path.as_ptr(), null(), &mut model), steer_status::Ok, "{}", message());
-            let status = steer_model_infer_profile(
-                model,
-                behaviour::CHOSEN.as_ptr(),
-                behaviour::REJECTED.as_ptr(),
-                2,
-                3,
-                &mut profile,
-            );
-            assert_eq!(status, steer_status::Ok, "{}", message());
         }
+        assert_eq!(make_profile(model, &mut profile), steer_status::Ok, "{}", message());
         Fixture { _dir: dir, model, profile }
     }
 }
@@ -584,30 +600,18 @@ fn text_calls_on_a_bundle_without_text_fail_with_no_text_embedder() {
 /// The generation functions: NULL pointers, invalid UTF-8 in a prompt or a stop string, a row out of range.
 /// (Parameters out of range, long prompts and bundles without a policy are in the behaviour suite.)
 mod generation {
-    use std::ffi::{CString, c_void};
+    use std::ffi::c_void;
 
     use super::*;
 
-    /// The policy bundle loaded through the C ABI, with the profile (1, 0).
-    struct Fixture {
-        _dir: tempfile::TempDir,
-        model: *mut steer_model,
-        profile: *mut steer_profile,
-    }
-
     impl Fixture {
-        fn new() -> Fixture {
-            let dir = tempfile::tempdir().unwrap();
-            let bundle = behaviour::policy_bundle(dir.path());
-            let path = CString::new(bundle.to_str().unwrap()).unwrap();
-            let (mut model, mut profile) = (null_mut(), null_mut());
-            // SAFETY: valid arguments throughout.
-            unsafe {
-                assert_eq!(steer_model_load(path.as_ptr(), null(), &mut model), steer_status::Ok, "{}", message());
+        /// The policy bundle loaded through the C ABI, with the profile (1, 0).
+        fn policy() -> Fixture {
+            Fixture::load(behaviour::policy_bundle, |_, profile| {
                 let z = behaviour::Z_A;
-                assert_eq!(steer_profile_new(z.as_ptr(), z.len(), &mut profile), steer_status::Ok, "{}", message());
-            }
-            Fixture { _dir: dir, model, profile }
+                // SAFETY: a valid array of z.len() values and a valid out-pointer.
+                unsafe { steer_profile_new(z.as_ptr(), z.len(), profile) }
+            })
         }
 
         fn defaults(&self) -> steer_generation_params {
@@ -620,16 +624,6 @@ mod generation {
         }
     }
 
-    impl Drop for Fixture {
-        fn drop(&mut self) {
-            // SAFETY: live handles, freed once.
-            unsafe {
-                steer_profile_free(self.profile);
-                steer_model_free(self.model);
-            }
-        }
-    }
-
     /// A pointer no successful call would write, to show out-parameters are left alone.
     fn sentinel<T>() -> *mut T {
         std::ptr::dangling_mut::<T>()
@@ -637,7 +631,7 @@ mod generation {
 
     #[test]
     fn null_pointers_are_rejected_and_out_parameters_keep_their_values() {
-        let fx = Fixture::new();
+        let fx = Fixture::policy();
         let (m, p) = (fx.model as *const steer_model, fx.profile as *const steer_profile);
         let prompts = [c"a".as_ptr()];
         let profiles = [p];
@@ -717,7 +711,7 @@ mod generation {
 
     #[test]
     fn invalid_utf8_in_a_prompt_or_a_stop_string_is_named() {
-        let fx = Fixture::new();
+        let fx = Fixture::policy();
         let (m, p) = (fx.model as *const steer_model, fx.profile as *const steer_profile);
         let bad = c"n\xffo".as_ptr();
         let params = fx.defaults();
@@ -759,7 +753,7 @@ mod generation {
 
     #[test]
     fn results_hold_their_rows_and_reject_others() {
-        let fx = Fixture::new();
+        let fx = Fixture::policy();
         let (m, p) = (fx.model as *const steer_model, fx.profile as *const steer_profile);
         let mut params = fx.defaults();
         assert_eq!((params.stop, params.n_stop, params.max_new_tokens), (null(), 0, 8));

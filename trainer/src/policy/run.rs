@@ -510,15 +510,7 @@ pub fn evaluate(ctx: &PolicyContext, progress: bool) -> Result<PolicyReport> {
                 generate_ids(&step, &prompt_ids, &params, &[ctx.base.eos], ctx.base.eos, &device)?
             }
         };
-        ids.iter()
-            .map(|ids| {
-                ctx.base
-                    .tokenizer
-                    .decode(ids, true)
-                    .map(|t| t.trim().to_string())
-                    .map_err(|e| Error::Tokenizer { context: "decoding".into(), message: e.to_string() })
-            })
-            .collect()
+        ids.iter().map(|ids| Ok(ctx.base.chat.decode(ids)?.trim().to_string())).collect()
     };
     let mean_trait =
         |texts: &[String]| texts.iter().map(|t| cfg.trait_kind.measure(t)).sum::<f64>() / texts.len().max(1) as f64;

@@ -154,7 +154,7 @@ pub fn generate_split(base: &Base, cfg: &SteeringConfig, split: usize, progress:
         .iter()
         .map(|s| ChatEncoder::new(base.tokenizer.clone(), &with_system_prompt(&base.chat_template, s)))
         .collect::<steer_runtime::Result<Vec<_>>>()?;
-    let (model, tokenizer, eos) = (&base.model, &base.tokenizer, base.eos);
+    let (model, eos) = (&base.model, base.eos);
     let bar = if progress { ProgressBar::new(prompts.len() as u64) } else { ProgressBar::hidden() };
     bar.set_style(
         ProgressStyle::with_template("generating answers {bar:30} {pos}/{len} prompts [{elapsed}<{eta}]").map_err(
@@ -182,9 +182,7 @@ pub fn generate_split(base: &Base, cfg: &SteeringConfig, split: usize, progress:
             // The trainer ends every answer with the end-of-turn token, so an answer cut off at `max_new_tokens`
             // keeps only its complete sentences: training on the cut text would teach stopping at the cap.
             let decode = |ids: &[u32]| -> Result<String> {
-                let text = tokenizer
-                    .decode(ids, true)
-                    .map_err(|e| Error::Tokenizer { context: "decoding an answer".into(), message: e.to_string() })?;
+                let text = base.chat.decode(ids)?;
                 let finished = ids.len() < cfg.max_new_tokens;
                 Ok(if finished { text.trim() } else { complete_sentences(&text) }.to_string())
             };
