@@ -23,7 +23,7 @@ fn tiny_policy() -> SteerPolicy {
     let cfg = LlamaConfig::tiny();
     let base = LlamaModel::from_config_seeded(&cfg, 21, &Device::Cpu).unwrap();
     let store = Arc::new(SeededVarMap::new(22));
-    let shape = PolicyShape { film_layers: 2, lora_rank: 4, lora_alpha: 8.0, latent_dim: 6 };
+    let shape = PolicyShape { film_layers: 2, lora_rank: 4, lora_alpha: 8.0, latent_dim: 6, normalize_z: true };
     let policy = SteerPolicy::new(base, shape, store.builder(&Device::Cpu)).unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(23);
     let noise = Normal::new(0.0f32, 0.3).unwrap();
@@ -175,6 +175,10 @@ fn policy_onnx_matches_candle_over_cached_steps_issue_5() {
     let (steered, _) = ort_step(&mut session, &full_ids, &full_mask, &full_positions, &past1, &other_z);
     let z_effect = max_diff(&steered, &full);
     assert!(z_effect > 1e-2, "z changes nothing: {z_effect}");
+    // FiLM reads z at unit RMS, so a profile's scale (which grows with the number of choices) does not matter.
+    let (scaled, _) = ort_step(&mut session, &full_ids, &full_mask, &full_positions, &past1, &(&one_z * 7.0));
+    let scale_effect = max_diff(&scaled, &full);
+    assert!(scale_effect <= 1e-4, "scaling z changed the logits by {scale_effect}");
 
     let proto = <steer_trainer::onnx::proto::ModelProto as prost::Message>::decode(bytes.as_slice()).unwrap();
     let graph = proto.graph.unwrap();

@@ -65,12 +65,19 @@ fn builtin_text_run_steers_by_user_type_and_beats_the_baselines_issue_4() {
         assert!(text.gap_closed[user_type] >= 70.0, "{user_type}: {}", text.gap_closed[user_type]);
         // Each oracle is the upper bound for its own type.
         assert!(accuracy(report, &format!("btl-{user_type}"), user_type, "10") >= 85.0);
+        // The oracles mixed by the posterior their likelihoods give the context: near the oracle once the context
+        // names the type.
+        let posterior = accuracy(report, "oracle-posterior", user_type, "10");
+        assert!(posterior >= 85.0, "oracle-posterior {user_type}: {posterior}");
+        assert!(text.oracle_posterior_gap_closed[user_type] >= 70.0, "{:?}", text.oracle_posterior_gap_closed);
     }
     // Without context NP-BTL is an average model; with 10 pairs it resolves most conflicts, which no
     // unconditioned model can.
     let conflicts = &text.conflict_accuracy;
     assert!((conflicts["btl-mixed"]["10"] - 50.0).abs() < 12.0, "{:?}", conflicts["btl-mixed"]);
     assert!(conflicts["np-btl"]["10"] >= 80.0, "{:?}", conflicts["np-btl"]);
+    assert!((conflicts["oracle-posterior"]["0"] - 50.0).abs() < 12.0, "{:?}", conflicts["oracle-posterior"]);
+    assert!(conflicts["oracle-posterior"]["10"] >= 80.0, "{:?}", conflicts["oracle-posterior"]);
     assert!(report.parity_max_normwise_diff <= 1e-5 && report.parity_max_probability_diff <= 1e-5);
     assert!(report.z_usage["np-btl"].is_used());
 }

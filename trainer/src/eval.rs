@@ -70,6 +70,24 @@ pub struct ModelEval {
     pub z_usage: Option<ZUsage>,
 }
 
+impl ModelEval {
+    /// Stores the accuracy per type and overall, and the conflict error, of `scored` under `key` (k).
+    fn record(&mut self, types: &[String], key: &str, scored: &Scored) {
+        let all: Vec<f64> = scored.per_type.iter().flatten().copied().collect();
+        let rows = types.iter().cloned().zip(scored.per_type.iter()).chain(std::iter::once((ALL.to_string(), &all)));
+        for (name, values) in rows {
+            let (mean, se) = mean_and_stderr(values);
+            self.accuracy.entry(name.clone()).or_default().insert(key.to_string(), mean);
+            self.stderr.entry(name).or_default().insert(key.to_string(), se);
+        }
+        if !scored.conflict_error.is_empty() {
+            let (mean, se) = mean_and_stderr(&scored.conflict_error);
+            self.conflict_error.insert(key.to_string(), mean);
+            self.conflict_error_stderr.insert(key.to_string(), se);
+        }
+    }
+}
+
 /// How closely ONNX Runtime reproduces candle on the same inputs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Parity {
@@ -322,18 +340,7 @@ pub fn evaluate(
         let (z, p) = runtime_preferences(model, &batch)?;
         let scored = score(&p, &batch, types.len());
         let key = k.to_string();
-        let all: Vec<f64> = scored.per_type.iter().flatten().copied().collect();
-        let rows = types.iter().cloned().zip(scored.per_type.iter()).chain(std::iter::once((ALL.to_string(), &all)));
-        for (name, values) in rows {
-            let (mean, se) = mean_and_stderr(values);
-            out.accuracy.entry(name.clone()).or_default().insert(key.clone(), mean);
-            out.stderr.entry(name).or_default().insert(key.clone(), se);
-        }
-        if !scored.conflict_error.is_empty() {
-            let (mean, se) = mean_and_stderr(&scored.conflict_error);
-            out.conflict_error.insert(key.clone(), mean);
-            out.conflict_error_stderr.insert(key.clone(), se);
-        }
+        out.record(&types, &key, &scored);
         if let (2, Some(probe)) = (types.len(), task.identification_probe()) {
             let (mean, se) = mean_and_stderr(&identification(model, &z, &batch, probe)?);
             out.identification_error.insert(key.clone(), mean);
@@ -346,6 +353,61 @@ pub fn evaluate(
             let measured = parity(candle_model, model, &batch)?;
             out.parity = Some(out.parity.unwrap_or_default().max(measured));
         }
+    }
+    Ok(out)
+}
+
+/// The per-type oracles combined by Bayes' rule, `oracles[t]` being the unconditioned bundle trained on type `t`'s
+/// choices alone. Each user's posterior over types starts uniform and multiplies in every context pair's likelihood
+/// `p_t(chosen ≻ rejected)`; a target's p(a ≻ b) is the posterior-weighted mean of the oracles' p. This is what a
+/// model that reads the user from the context can reach when the oracles' rewards are all it knows of the types, so
+/// it bounds the share of the mixed-to-oracle gap that NP-BTL can be expected to close on the same embeddings.
+pub fn evaluate_oracle_posterior(oracles: &[&Model], task: &dyn PairSource, cfg: &EvalConfig) -> Result<ModelEval> {
+    let types = task.user_types();
+    if oracles.len() != types.len() || oracles.is_empty() {
+        return Err(crate::error::Error::InvalidInput {
+            input: "oracles",
+            expected: format!("one oracle per user type ({})", types.len()),
+            got: oracles.len().to_string(),
+        });
+    }
+    let mut out = ModelEval::default();
+    for &k in &cfg.ks {
+        let batch = test_users(task, cfg, k)?;
+        let inputs = runtime_inputs(&batch)?;
+        let (b, d) = (batch.batch, batch.dim);
+        let no_profile = Array2::zeros((b, 0));
+        let mut log_likelihood = Array2::<f64>::zeros((b, oracles.len()));
+        let mut target_p = Vec::with_capacity(oracles.len());
+        for (t, oracle) in oracles.iter().enumerate() {
+            target_p.push(oracle.preference_batch(
+                no_profile.view(),
+                inputs.option_a.view(),
+                inputs.option_b.view(),
+            )?);
+            if inputs.context.shape()[1] > 0 {
+                let chosen = inputs.context.slice(ndarray::s![.., .., ..d]).to_owned();
+                let rejected = inputs.context.slice(ndarray::s![.., .., d..]).to_owned();
+                let p = oracle.preference_batch(no_profile.view(), chosen.view(), rejected.view())?;
+                for ((user, pair), &p) in p.indexed_iter() {
+                    if inputs.mask[[user, pair]] > 0.0 {
+                        log_likelihood[[user, t]] += f64::from(p.max(1e-12)).ln();
+                    }
+                }
+            }
+        }
+        let mut p = Array2::<f32>::zeros(target_p[0].dim());
+        for user in 0..b {
+            let row = log_likelihood.row(user);
+            let best = row.fold(f64::NEG_INFINITY, |m, &v| m.max(v));
+            let weights: Vec<f64> = row.iter().map(|&v| (v - best).exp()).collect();
+            let total: f64 = weights.iter().sum();
+            for (t, w) in weights.iter().enumerate() {
+                let mut p_row = p.row_mut(user);
+                p_row.scaled_add((w / total) as f32, &target_p[t].row(user));
+            }
+        }
+        out.record(&types, &k.to_string(), &score(&p, &batch, types.len()));
     }
     Ok(out)
 }

@@ -221,6 +221,9 @@ struct PolicyArgs {
     /// LoRA rank.
     #[arg(long)]
     lora_rank: Option<usize>,
+    /// Feed FiLM raw z instead of z at unit RMS (an ablation: raw z grows with the number of choices).
+    #[arg(long)]
+    raw_z: bool,
     /// Built-in steering data: prompts per split (train, dev, eval), e.g. 160,40,40.
     #[arg(long, value_delimiter = ',', num_args = 3)]
     prompts: Option<Vec<usize>>,
@@ -277,6 +280,7 @@ impl PolicyArgs {
             shape: PolicyShape {
                 film_layers: self.film_layers.unwrap_or(d.shape.film_layers),
                 lora_rank: self.lora_rank.unwrap_or(d.shape.lora_rank),
+                normalize_z: !self.raw_z && d.shape.normalize_z,
                 ..d.shape
             },
             dpo: DpoConfig { steps: self.steps.unwrap_or(d.dpo.steps), lr: self.lr.unwrap_or(d.dpo.lr), seed, ..d.dpo },
@@ -515,8 +519,12 @@ fn print_text_figures(report: &Report, text: &steer_trainer::report::TextFigures
         println!("  {model:<16} {:<18} {}", format!("conflicting ({})", text.conflicts_from), cells(row));
     }
     for (user_type, closed) in &text.gap_closed {
+        let posterior = text.oracle_posterior_gap_closed.get(user_type).map_or(String::new(), |p| {
+            format!(" (the oracles mixed by the posterior over types close {p:.0}%: what reading the user can gain)")
+        });
         println!(
-            "NP-BTL at k={} closes {closed:.0}% of the gap between btl-mixed and btl-{user_type} for {user_type} users",
+            "NP-BTL at k={} closes {closed:.0}% of the gap between btl-mixed and btl-{user_type} for {user_type} \
+             users{posterior}",
             text.gap_closed_k
         );
     }

@@ -82,6 +82,10 @@ pub struct TextFigures {
     /// `{user type: percent}` at the largest k: (NP-BTL − BTL-mixed) / (that type's oracle − BTL-mixed), on that
     /// type's users.
     pub gap_closed: BTreeMap<String, f64>,
+    /// The same share for `oracle-posterior` (the oracles mixed by each user's posterior over types; see
+    /// [`crate::eval::evaluate_oracle_posterior`]): what reading the user can gain on these embeddings.
+    #[serde(default)]
+    pub oracle_posterior_gap_closed: BTreeMap<String, f64>,
     /// The k of `gap_closed`.
     pub gap_closed_k: usize,
 }

@@ -15,7 +15,7 @@ use steer_runtime::{LoadOptions, Model, ModelKind, TextOption};
 
 use crate::data::{LoadOptions as DataOptions, PreferenceDataset, builtin, hh_relabeled, jsonl, ultrafeedback};
 use crate::error::{Error, Result};
-use crate::eval::{ALL, EvalConfig, ModelEval, evaluate};
+use crate::eval::{ALL, EvalConfig, ModelEval, evaluate, evaluate_oracle_posterior};
 use crate::export::write_bundle_with_text;
 use crate::model::RewardModel;
 use crate::report::{Report, TextFigures};
@@ -30,6 +30,8 @@ use crate::train::{TrainConfig, Trained, train_named};
 pub const NP_BTL: &str = "np-btl";
 /// The pooled BTL baseline's name.
 pub const BTL_MIXED: &str = "btl-mixed";
+/// The report's name for the per-type oracles mixed by each user's posterior over types (no bundle of its own).
+pub const ORACLE_POSTERIOR: &str = "oracle-posterior";
 /// Pairs of the built-in task per split: train, development, evaluation.
 pub const BUILTIN_PAIRS: [usize; 3] = [3_000, 400, 400];
 
@@ -338,6 +340,15 @@ fn evaluate_text_models(
         bundles.insert(name.clone(), dir.bundle_named(name).display().to_string());
         results.push((name.clone(), result, metrics.remove(name)));
     }
+    let oracles: Vec<&Model> = record
+        .user_types
+        .iter()
+        .filter_map(|t| models.iter().find(|(name, _)| *name == format!("btl-{t}")).map(|(_, model)| model))
+        .collect();
+    if oracles.len() == record.user_types.len() && oracles.len() > 1 {
+        eprintln!("evaluating {ORACLE_POSTERIOR} (the oracles mixed by each user's posterior over types)");
+        results.push((ORACLE_POSTERIOR.to_string(), evaluate_oracle_posterior(&oracles, task, &record.eval)?, None));
+    }
     let mut report =
         assemble_named(&format!("text ({})", record.format.as_str()), &record.as_run_record(), results, bundles);
     report.text = Some(text_figures(&report, record, task, data_label, conflicts_from, models));
@@ -393,6 +404,11 @@ fn text_figures(
             (at(NP_BTL, user_type, k_largest), at(BTL_MIXED, user_type, k_largest), at(&oracle, user_type, k_largest))
         {
             figures.gap_closed.insert(user_type.clone(), 100.0 * (np - mixed) / (best - mixed));
+            if let Some(posterior) = at(ORACLE_POSTERIOR, user_type, k_largest) {
+                figures
+                    .oracle_posterior_gap_closed
+                    .insert(user_type.clone(), 100.0 * (posterior - mixed) / (best - mixed));
+            }
         }
     }
     figures

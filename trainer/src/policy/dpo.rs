@@ -54,12 +54,12 @@ impl Default for DpoConfig {
     fn default() -> Self {
         DpoConfig {
             beta: 0.05,
-            steps: 100,
+            steps: 150,
             lr: 1e-3,
             batch_tasks: 4,
             targets_per_task: 3,
             max_context: 10,
-            eval_every: 20,
+            eval_every: 25,
             seed: 0,
         }
     }

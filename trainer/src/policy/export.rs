@@ -50,6 +50,10 @@ pub fn policy_graph(policy: &SteerPolicy) -> Result<Vec<u8>> {
         .map(|i| (g.input(&policy_io::past_key(i), &cache_dims), g.input(&policy_io::past_value(i), &cache_dims)))
         .collect();
     let z = g.input(policy_io::Z, &[BATCH, Dim::Fixed(policy.shape().latent_dim)]);
+    let z = match policy.z_norm() {
+        Some(norm) => g.rms_norm(&z, norm)?,
+        None => z,
+    };
 
     // The mask: blocked where the key is in the future of the query (key index > past + i) or is padding.
     let shape_of = |g: &mut GraphBuilder, x: &str| {

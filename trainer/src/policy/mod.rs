@@ -6,6 +6,11 @@
 //!   the identity (weights 0, γ bias 1, β bias 0);
 //! - **LoRA** on the query and value projections of the same blocks, `B` initialised to 0.
 //!
+//! The FiLM maps read z scaled to unit RMS (`PolicyShape::normalize_z`). The NP encoder sums over the context pairs,
+//! so |z| grows about linearly with the number of choices k (0.9 at k = 0, 43 at k = 10 on the built-in task); with
+//! FiLM linear in raw z, a user with many choices pushed the policy far from the reference whatever their taste.
+//! Normalised, z steers by its direction alone, and k = 10 moves the policy as far as k = 1 does.
+//!
 //! At step 0 the policy therefore equals the base model exactly, which is also the DPO reference. Only the blocks
 //! from `first_trainable()` up see a gradient, so the trainer caches the activations entering that block once
 //! ([`LlamaModel::layer_input`]) and runs only the top blocks and the head per step ([`SteerPolicy::log_probs_from`]),
@@ -20,9 +25,10 @@ pub mod export;
 pub mod generate;
 pub mod run;
 pub mod steering;
+pub mod token_log_probs;
 
-use candle_core::{D, Device, IndexOp, Module, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_core::{Device, IndexOp, Module, Tensor};
+use candle_nn::{Linear, RmsNorm, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -39,11 +45,15 @@ pub struct PolicyShape {
     pub lora_alpha: f64,
     /// Size of z (the NP-BTL encoder's hidden size).
     pub latent_dim: usize,
+    /// Whether FiLM reads z scaled to unit RMS (see the [module docs](self)). Policies saved before this field
+    /// existed read raw z, hence the serde default.
+    #[serde(default)]
+    pub normalize_z: bool,
 }
 
 impl Default for PolicyShape {
     fn default() -> Self {
-        PolicyShape { film_layers: 2, lora_rank: 8, lora_alpha: 16.0, latent_dim: 64 }
+        PolicyShape { film_layers: 2, lora_rank: 8, lora_alpha: 16.0, latent_dim: 64, normalize_z: true }
     }
 }
 
@@ -80,8 +90,13 @@ impl Film {
 pub struct SteerPolicy {
     model: LlamaModel,
     films: Vec<(usize, Film)>,
+    /// `z / √(mean(z²) + ε)` when `shape.normalize_z` (a unit-weight RMS norm, which the export writes as such).
+    z_norm: Option<RmsNorm>,
     shape: PolicyShape,
 }
+
+/// ε of the z normalisation.
+const Z_NORM_EPS: f64 = 1e-6;
 
 impl SteerPolicy {
     /// Adds FiLM and LoRA to the top `shape.film_layers` blocks of `base`; the new variables are created under `vb`
@@ -102,7 +117,13 @@ impl SteerPolicy {
             attention.add_lora(shape.lora_rank, shape.lora_alpha, vb.pp(format!("lora.{layer}")))?;
             films.push((layer, Film::new(shape.latent_dim, cfg.hidden_size, vb.pp(format!("film.{layer}")))?));
         }
-        Ok(SteerPolicy { model: base, films, shape })
+        let z_norm = if shape.normalize_z {
+            let ones = Tensor::ones(shape.latent_dim, candle_core::DType::F32, base.device())?;
+            Some(RmsNorm::new(ones, Z_NORM_EPS))
+        } else {
+            None
+        };
+        Ok(SteerPolicy { model: base, films, z_norm, shape })
     }
 
     /// The decoder with its adapters.
@@ -125,6 +146,11 @@ impl SteerPolicy {
         &self.films
     }
 
+    /// The normalisation FiLM applies to z first, if any (for export).
+    pub(crate) fn z_norm(&self) -> Option<&RmsNorm> {
+        self.z_norm.as_ref()
+    }
+
     /// The FiLM values of every FiLM layer for profiles `z` `[B, latent_dim]`.
     pub fn film_values(&self, z: &Tensor) -> Result<Vec<FilmValues>> {
         let (_, latent) = z.dims2()?;
@@ -135,13 +161,17 @@ impl SteerPolicy {
                 got: latent.to_string(),
             });
         }
+        let z = match &self.z_norm {
+            Some(norm) => norm.forward_diff(z)?,
+            None => z.clone(),
+        };
         self.films
             .iter()
             .map(|(layer, film)| {
                 Ok(FilmValues {
                     layer: *layer,
-                    gamma: film.gamma.forward(z)?.unsqueeze(1)?,
-                    beta: film.beta.forward(z)?.unsqueeze(1)?,
+                    gamma: film.gamma.forward(&z)?.unsqueeze(1)?,
+                    beta: film.beta.forward(&z)?.unsqueeze(1)?,
                 })
             })
             .collect()
@@ -202,9 +232,7 @@ impl SteerPolicy {
         }
         let before = Tensor::from_vec(before, count, device)?;
         let picked = x.reshape((b * t, hidden))?.index_select(&before, 0)?;
-        let log_probs = candle_nn::ops::log_softmax(&self.model.head(&picked)?, D::Minus1)?;
-        let targets = Tensor::from_vec(targets, (count, 1), device)?;
-        let token_log_probs = log_probs.gather(&targets, 1)?; // [count, 1]
+        let token_log_probs = token_log_probs::token_log_probs(&self.model.head(&picked)?, &targets)?.unsqueeze(1)?;
         let owner = Tensor::from_vec(owner, (count, b), device)?;
         Ok(owner.t()?.matmul(&token_log_probs)?.i((.., 0))?)
     }

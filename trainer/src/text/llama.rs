@@ -26,11 +26,13 @@ use std::path::{Path, PathBuf};
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::{D, DType, Device, Module, Tensor};
 use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder, embedding, linear_no_bias, rms_norm};
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::params::SeededVarMap;
 use crate::text::bert::l2_normalize;
+use crate::text::frozen_linear::frozen_forward;
 
 /// Added to the attention logits of masked keys (future or padded): `exp` of it underflows to 0 in f32.
 pub const MASKED_LOGIT: f64 = -1e9;
@@ -325,7 +327,7 @@ impl LlamaAttention {
     }
 
     fn project(linear: &Linear, lora: &Option<Lora>, x: &Tensor) -> Result<Tensor> {
-        let base = linear.forward(x)?;
+        let base = frozen_forward(linear, x)?;
         match lora {
             Some(lora) => lora.add_to(x, base),
             None => Ok(base),
@@ -340,7 +342,7 @@ impl LlamaAttention {
             Ok(y.reshape((b, t, n, self.head_dim))?.transpose(1, 2)?.contiguous()?)
         };
         let q = rotate(&heads(Self::project(&self.q, &self.q_lora, x)?, self.num_heads)?, inputs)?;
-        let k = rotate(&heads(self.k.forward(x)?, self.num_kv_heads)?, inputs)?;
+        let k = rotate(&heads(frozen_forward(&self.k, x)?, self.num_kv_heads)?, inputs)?;
         let v = heads(Self::project(&self.v, &self.v_lora, x)?, self.num_kv_heads)?;
         let (k, v) = match past {
             Some(past) => (Tensor::cat(&[&past.key, &k], 2)?, Tensor::cat(&[&past.value, &v], 2)?),
@@ -361,7 +363,7 @@ impl LlamaAttention {
         let scores = (q.matmul(&k.t()?.contiguous()?)? * scale)?.broadcast_add(&inputs.mask)?;
         let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
         let out = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, hidden))?;
-        Ok((self.o.forward(&out)?, present))
+        Ok((frozen_forward(&self.o, &out)?, present))
     }
 }
 
@@ -391,8 +393,8 @@ impl LlamaMlp {
 
 impl Module for LlamaMlp {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let gated = (candle_nn::ops::silu(&self.gate.forward(x)?)? * self.up.forward(x)?)?;
-        self.down.forward(&gated)
+        let gated = (candle_nn::ops::silu(&frozen_forward(&self.gate, x)?)? * frozen_forward(&self.up, x)?)?;
+        frozen_forward(&self.down, &gated)
     }
 }
 
@@ -623,7 +625,7 @@ impl LlamaModel {
 
     /// The final norm (differentiable) and the head on hidden states `[.., hidden]`: next-token logits.
     pub fn head(&self, hidden: &Tensor) -> Result<Tensor> {
-        Ok(self.lm_head.forward(&self.norm.forward_diff(hidden)?)?)
+        Ok(frozen_forward(&self.lm_head, &self.norm.forward_diff(hidden)?)?)
     }
 
     /// The decoder blocks, mutable, to add adapters.

@@ -15,6 +15,7 @@ pub mod cache;
 pub mod embedder_export;
 pub mod embedder_files;
 pub mod embedding_cache;
+pub mod frozen_linear;
 pub mod hf_llama;
 pub mod llama;
 pub mod llama_export;
