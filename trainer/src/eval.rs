@@ -224,7 +224,8 @@ pub fn parity(candle_model: &RewardModel, model: &Model, batch: &TaskBatch) -> R
     Ok(worst)
 }
 
-fn mean_and_stderr(values: &[f64]) -> (f64, f64) {
+/// The mean of `values` and its standard error (NaN for no values, 0 error for one).
+pub fn mean_and_stderr(values: &[f64]) -> (f64, f64) {
     let n = values.len() as f64;
     if values.is_empty() {
         return (f64::NAN, f64::NAN);

@@ -670,14 +670,30 @@ fn print_policy_report(report: &PolicyReport, out: &Path) {
     }
     println!("mean {:?} of sampled generations:", report.trait_kind);
     for (user_type, by_k) in &report.r#trait {
-        let cells: Vec<String> = by_k.iter().map(|(k, v)| format!("k={k}: {v:5.1}")).collect();
+        let se = report.trait_stderr.get(user_type);
+        let cells: Vec<String> = by_k
+            .iter()
+            .map(|(k, v)| match se.and_then(|se| se.get(k)) {
+                Some(se) => format!("k={k}: {v:5.1} ± {se:.1}"),
+                None => format!("k={k}: {v:5.1}"),
+            })
+            .collect();
         println!("  {user_type:<12} {}", cells.join("  "));
     }
     if let Some(base) = report.base_trait {
         println!("  {:<12} {base:5.1}", "base model");
     }
     println!("win rate vs the base model (NP-BTL judge, same user): {:?}", report.win_rate_vs_base);
-    println!("continuum between two users: {:?} (monotonic: {})", report.continuum, report.continuum_monotonic);
+    let continuum: Vec<String> = report
+        .continuum
+        .iter()
+        .enumerate()
+        .map(|(i, v)| match report.continuum_stderr.get(i) {
+            Some(se) => format!("{v:.1} ± {se:.1}"),
+            None => format!("{v:.1}"),
+        })
+        .collect();
+    println!("continuum between two users: {} (monotonic: {})", continuum.join(" / "), report.continuum_monotonic);
     if let Some(training) = &report.training {
         println!(
             "training: best step {} (dev {:.1}%), {:.2} s/step, {:.0} s in all",

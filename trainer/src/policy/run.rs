@@ -26,7 +26,7 @@ use steer_runtime::{GenerationParams, LoadOptions, Model, ModelKind, Profile, Te
 
 use crate::data::{PreferenceDataset, builtin};
 use crate::error::{Error, Result};
-use crate::eval::EvalConfig;
+use crate::eval::{EvalConfig, mean_and_stderr};
 use crate::model::{NpBtl, RewardModel};
 use crate::params::SeededVarMap;
 use crate::policy::base::{Base, BaseModel, load_base};
@@ -149,6 +149,9 @@ pub struct PolicyReport {
     pub implicit_reward_accuracy: BTreeMap<String, BTreeMap<usize, f64>>,
     /// `{user type: {k: mean trait of sampled generations}}`.
     pub r#trait: BTreeMap<String, BTreeMap<usize, f64>>,
+    /// The standard error of each `trait` mean over its prompts.
+    #[serde(default)]
+    pub trait_stderr: BTreeMap<String, BTreeMap<usize, f64>>,
     /// The mean trait of the base model's sampled answers to the same prompts (the unsteered baseline).
     #[serde(default)]
     pub base_trait: Option<f64>,
@@ -160,6 +163,9 @@ pub struct PolicyReport {
     /// The trait of generations along `z = (1 − t)·z_first + t·z_second` between two users of the first two types,
     /// for t = 0, 0.25, 0.5, 0.75, 1.
     pub continuum: Vec<f64>,
+    /// The standard error of each `continuum` mean over its prompts.
+    #[serde(default)]
+    pub continuum_stderr: Vec<f64>,
     /// Whether `continuum` moves monotonically from the first type's end to the second's.
     pub continuum_monotonic: bool,
     /// Whether greedy generation through ONNX Runtime equals candle token for token (absent until checked).
@@ -512,8 +518,9 @@ pub fn evaluate(ctx: &PolicyContext, progress: bool) -> Result<PolicyReport> {
         };
         ids.iter().map(|ids| Ok(ctx.base.chat.decode(ids)?.trim().to_string())).collect()
     };
-    let mean_trait =
-        |texts: &[String]| texts.iter().map(|t| cfg.trait_kind.measure(t)).sum::<f64>() / texts.len().max(1) as f64;
+    // The mean trait of some answers and its standard error over them.
+    let trait_of =
+        |texts: &[String]| mean_and_stderr(&texts.iter().map(|t| cfg.trait_kind.measure(t)).collect::<Vec<_>>());
     // One context per prompt row, each drawn from the type's training choices.
     let mut rng = StdRng::seed_from_u64(cfg.dpo.seed.wrapping_add(99));
     let mut z_for = |user_type: &str, k: usize| -> Result<Tensor> {
@@ -529,30 +536,36 @@ pub fn evaluate(ctx: &PolicyContext, progress: bool) -> Result<PolicyReport> {
         profiles(encoder, train, &contexts, &device)
     };
     let mut traits = BTreeMap::new();
+    let mut trait_stderr = BTreeMap::new();
     let mut win_rate = BTreeMap::new();
     let base_texts = generate_with(None)?;
     let mut z_at_10 = Vec::new();
     for user_type in &eval.user_types {
-        let mut by_k = BTreeMap::new();
+        let (mut by_k, mut se_by_k) = (BTreeMap::new(), BTreeMap::new());
         for &k in &EVAL_KS {
             let z = z_for(user_type, k)?;
             let texts = generate_with(Some(&z))?;
-            by_k.insert(k, mean_trait(&texts));
+            let (mean, se) = trait_of(&texts);
+            by_k.insert(k, mean);
+            se_by_k.insert(k, se);
             if k == 10 {
                 win_rate.insert(user_type.clone(), win_rate_of(ctx, &prompts, &texts, &base_texts, &z)?);
                 z_at_10.push(z);
             }
         }
         if progress {
-            eprintln!("trait of {user_type}: {by_k:?} (base {:.1})", mean_trait(&base_texts));
+            eprintln!("trait of {user_type}: {by_k:?} (base {:.1})", trait_of(&base_texts).0);
         }
         traits.insert(user_type.clone(), by_k);
+        trait_stderr.insert(user_type.clone(), se_by_k);
     }
-    let mut continuum = Vec::new();
+    let (mut continuum, mut continuum_stderr) = (Vec::new(), Vec::new());
     if let [first, second, ..] = z_at_10.as_slice() {
         for t in [0.0, 0.25, 0.5, 0.75, 1.0] {
             let z = ((first * (1.0 - t))? + (second * t)?)?;
-            continuum.push(mean_trait(&generate_with(Some(&z))?));
+            let (mean, se) = trait_of(&generate_with(Some(&z))?);
+            continuum.push(mean);
+            continuum_stderr.push(se);
         }
     }
     let rising = continuum.windows(2).all(|w| w[1] >= w[0]);
@@ -561,11 +574,13 @@ pub fn evaluate(ctx: &PolicyContext, progress: bool) -> Result<PolicyReport> {
     Ok(PolicyReport {
         implicit_reward_accuracy: accuracy,
         r#trait: traits,
-        base_trait: Some(mean_trait(&base_texts)),
+        trait_stderr,
+        base_trait: Some(trait_of(&base_texts).0),
         trait_kind: cfg.trait_kind,
         win_rate_vs_base: win_rate,
         continuum_monotonic: !continuum.is_empty() && if expected_rising { rising } else { falling },
         continuum,
+        continuum_stderr,
         greedy_parity: None,
         training: None,
         np_btl_accuracy_k10: None,

@@ -35,10 +35,17 @@ fn rows<'a>(storage: &'a CpuStorage, layout: &Layout, targets: &[u32]) -> candle
     Ok((&values[start..end], vocab))
 }
 
+/// `ln` of the smallest normal f32. Below it floats are subnormal, and x86 CPUs take a slow microcode path for each
+/// operation that reads or writes one. A DPO step whose logits spread widely (a policy far from the reference)
+/// turned most of the softmax into subnormals and ran twice as slow, the head's backward product included.
+/// Terms smaller than this are flushed to 0, a change below f32's resolution for any sum they enter.
+const LN_MIN_NORMAL: f32 = -87.33655;
+
 /// `log Σ_v exp(row[v])`, shifted by the row's maximum for stability.
 fn log_sum_exp(row: &[f32]) -> f32 {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    max + row.iter().map(|&x| (x - max).exp()).sum::<f32>().ln()
+    let sum: f32 = row.iter().map(|&x| x - max).filter(|&d| d > LN_MIN_NORMAL).map(f32::exp).sum();
+    max + sum.ln()
 }
 
 struct TokenLogProbs {
@@ -88,8 +95,11 @@ impl CustomOp1 for TokenLogProbsGrad {
             // log Σ exp = row[target] − log p(target), so the forward pass's sum is not recomputed.
             let lse = row[target] - self.log_probs[n];
             let g = self.grad[n];
+            // g · exp(d) is subnormal or 0 below this d (with g = 0, every term is 0).
+            let cutoff = LN_MIN_NORMAL - g.abs().ln();
             for (o, &x) in out.iter_mut().zip(row) {
-                *o = -g * (x - lse).exp();
+                let d = x - lse;
+                *o = if d > cutoff { -g * d.exp() } else { 0.0 };
             }
             out[target] += g;
         });
