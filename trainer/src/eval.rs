@@ -403,8 +403,8 @@ pub fn evaluate_oracle_posterior(oracles: &[&Model], task: &dyn PairSource, cfg:
             let best = row.fold(f64::NEG_INFINITY, |m, &v| m.max(v));
             let weights: Vec<f64> = row.iter().map(|&v| (v - best).exp()).collect();
             let total: f64 = weights.iter().sum();
+            let mut p_row = p.row_mut(user);
             for (t, w) in weights.iter().enumerate() {
-                let mut p_row = p.row_mut(user);
                 p_row.scaled_add((w / total) as f32, &target_p[t].row(user));
             }
         }
