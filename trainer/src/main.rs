@@ -518,7 +518,16 @@ fn print_text_figures(report: &Report, text: &steer_trainer::report::TextFigures
     for (model, row) in &text.conflict_accuracy {
         println!("  {model:<16} {:<18} {}", format!("conflicting ({})", text.conflicts_from), cells(row));
     }
-    for (user_type, closed) in &text.gap_closed {
+    for (user_type, gap) in &text.oracle_gap {
+        let Some(closed) = text.gap_closed.get(user_type) else {
+            let se = text.oracle_gap_stderr.get(user_type).copied().unwrap_or(0.0);
+            println!(
+                "the share of the gap NP-BTL closes is undefined for {user_type} users: btl-{user_type} beats \
+                 btl-mixed by {gap:.1} ± {se:.1} points at k={}, not more than twice its standard error",
+                text.gap_closed_k
+            );
+            continue;
+        };
         let posterior = text.oracle_posterior_gap_closed.get(user_type).map_or(String::new(), |p| {
             format!(" (the oracles mixed by the posterior over types close {p:.0}%: what reading the user can gain)")
         });

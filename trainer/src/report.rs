@@ -79,8 +79,15 @@ pub struct TextFigures {
     /// How conflicting pairs were determined: `labels` (each pair judged by every type) or `oracles` (the
     /// per-type oracles rank the pair in opposite orders; for data where each pair has one judge).
     pub conflicts_from: String,
+    /// `{user type: points}` at the largest k: that type's oracle − BTL-mixed, on that type's users.
+    #[serde(default)]
+    pub oracle_gap: BTreeMap<String, f64>,
+    /// The standard error of `oracle_gap`, from the two accuracies' standard errors.
+    #[serde(default)]
+    pub oracle_gap_stderr: BTreeMap<String, f64>,
     /// `{user type: percent}` at the largest k: (NP-BTL − BTL-mixed) / (that type's oracle − BTL-mixed), on that
-    /// type's users.
+    /// type's users. A type is left out when its oracle gap is not above twice its standard error over the evaluated
+    /// users: the share of a gap indistinguishable from zero is noise (and infinite when the gap is exactly zero).
     pub gap_closed: BTreeMap<String, f64>,
     /// The same share for `oracle-posterior` (the oracles mixed by each user's posterior over types; see
     /// [`crate::eval::evaluate_oracle_posterior`]): what reading the user can gain on these embeddings.

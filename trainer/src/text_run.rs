@@ -15,7 +15,7 @@ use steer_runtime::{LoadOptions, Model, ModelKind, TextOption};
 
 use crate::data::{LoadOptions as DataOptions, PreferenceDataset, builtin, hh_relabeled, jsonl, ultrafeedback};
 use crate::error::{Error, Result};
-use crate::eval::{ALL, EvalConfig, ModelEval, evaluate, evaluate_oracle_posterior};
+use crate::eval::{ALL, ByTypeAndK, EvalConfig, ModelEval, evaluate, evaluate_oracle_posterior};
 use crate::export::write_bundle_with_text;
 use crate::model::RewardModel;
 use crate::report::{Report, TextFigures};
@@ -364,9 +364,11 @@ fn text_figures(
     models: &[(String, Model)],
 ) -> TextFigures {
     let k_largest = record.eval.ks.iter().copied().max().unwrap_or(0);
-    let at = |model: &str, user_type: &str, k: usize| {
-        report.accuracy.get(model).and_then(|m| m.get(user_type)).and_then(|r| r.get(&k.to_string())).copied()
+    // A model's figure for a user type at the largest k, from `report.accuracy` or `report.stderr`.
+    let at_largest_k = |table: &BTreeMap<String, ByTypeAndK>, model: &str, user_type: &str| {
+        table.get(model).and_then(|m| m.get(user_type)).and_then(|r| r.get(&k_largest.to_string())).copied()
     };
+    let at = |model: &str, user_type: &str| at_largest_k(&report.accuracy, model, user_type);
     let mut figures = TextFigures {
         format: record.format.as_str().into(),
         data: data_label.into(),
@@ -401,15 +403,43 @@ fn text_figures(
     for user_type in &record.user_types {
         let oracle = format!("btl-{user_type}");
         if let (Some(np), Some(mixed), Some(best)) =
-            (at(NP_BTL, user_type, k_largest), at(BTL_MIXED, user_type, k_largest), at(&oracle, user_type, k_largest))
+            (at(NP_BTL, user_type), at(BTL_MIXED, user_type), at(&oracle, user_type))
         {
-            figures.gap_closed.insert(user_type.clone(), 100.0 * (np - mixed) / (best - mixed));
-            if let Some(posterior) = at(ORACLE_POSTERIOR, user_type, k_largest) {
-                figures
-                    .oracle_posterior_gap_closed
-                    .insert(user_type.clone(), 100.0 * (posterior - mixed) / (best - mixed));
+            let stderr = |model: &str| at_largest_k(&report.stderr, model, user_type).unwrap_or(0.0);
+            let gap_stderr = stderr(&oracle).hypot(stderr(BTL_MIXED));
+            figures.oracle_gap.insert(user_type.clone(), best - mixed);
+            figures.oracle_gap_stderr.insert(user_type.clone(), gap_stderr);
+            if let Some(share) = gap_share(np, mixed, best, gap_stderr) {
+                figures.gap_closed.insert(user_type.clone(), share);
+            }
+            if let Some(share) = at(ORACLE_POSTERIOR, user_type).and_then(|p| gap_share(p, mixed, best, gap_stderr)) {
+                figures.oracle_posterior_gap_closed.insert(user_type.clone(), share);
             }
         }
     }
     figures
+}
+
+/// The share (percent) of the gap between BTL-mixed and an oracle that a model's accuracy closes, or `None` when the
+/// gap is not above twice its standard error `gap_stderr` (a share of a gap indistinguishable from zero is noise, and
+/// infinite at zero).
+fn gap_share(model: f64, mixed: f64, oracle: f64, gap_stderr: f64) -> Option<f64> {
+    let gap = oracle - mixed;
+    (gap > 2.0 * gap_stderr).then(|| 100.0 * (model - mixed) / gap)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gap_share;
+
+    #[test]
+    fn the_gap_share_is_defined_only_for_a_gap_above_twice_its_standard_error() {
+        // NP-BTL at 56 between BTL-mixed at 50 and the oracle at 60 closes 60% of the gap.
+        let share = gap_share(56.0, 50.0, 60.0, 1.0).map(|s| (s * 1e9).round() / 1e9);
+        assert_eq!(share, Some(60.0));
+        assert_eq!(gap_share(58.0, 50.0, 50.0, 0.0), None, "a zero gap");
+        assert_eq!(gap_share(58.0, 50.0, 49.0, 0.5), None, "an oracle worse than BTL-mixed");
+        assert_eq!(gap_share(58.0, 50.0, 51.0, 0.5), None, "a gap of exactly twice its standard error");
+        assert!(gap_share(58.0, 50.0, 51.0, 0.4).is_some());
+    }
 }

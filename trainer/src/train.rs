@@ -240,6 +240,13 @@ pub fn train_named(
         bar.inc(1);
     }
     bar.finish();
+    if best_step == 0 && steps > 0 {
+        eprintln!(
+            "warning: {name}: no validation check beat the initial weights (validation loss {best_loss:.4}, \
+             {best_acc:.1}%), so the model kept is the untrained one. The embeddings may carry no signal for this \
+             data, or the learning rate or number of steps may not suit it."
+        );
+    }
     for (var, value) in vars.iter().zip(&best) {
         var.set(value)?;
     }
