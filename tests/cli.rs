@@ -55,6 +55,9 @@ fn eval_of_a_missing_run_names_the_file_and_fails() {
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(stderr.contains("/nonexistent/run/run.json"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+    // The OS error is named once, not once by the library error and again as its cause.
+    let os_error = std::fs::read("/nonexistent/run/run.json").unwrap_err().to_string();
+    assert_eq!(stderr.matches(os_error.as_str()).count(), 1, "{stderr}");
 }
 
 #[test]
