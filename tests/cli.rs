@@ -71,4 +71,32 @@ fn invalid_arguments_are_rejected_with_the_expected_range() {
     assert!(!result.status.success());
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert!(stderr.contains("rho") && stderr.contains("[-1, 1]"), "{stderr}");
+
+    // Training settings are checked before any long stage starts.
+    for (args, expected) in [
+        (
+            &["train", "--task", "synthetic1d", "--steps", "1", "--weight-decay=-1"][..],
+            "`weight_decay`: expected a finite number >= 0, got -1",
+        ),
+        (&["train-policy", "--lr=-1"][..], "`lr`: expected a positive finite number, got -1"),
+        (&["train-policy", "--steps", "0"][..], "`steps`: expected >= 1, got 0"),
+    ] {
+        let result = steer().args(args).arg("--out").arg(out.path().join("run")).output().unwrap();
+        assert!(!result.status.success());
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+
+    // Sampling values are checked before the bundle loads, and negative ones reach that check.
+    for (flag, value, expected) in [
+        ("--temperature", "-1", "a finite value >= 0"),
+        ("--top-p", "1.5", "(0, 1]"),
+        ("--max-new-tokens", "0", "at least 1"),
+    ] {
+        let result =
+            steer().args(["generate", "--bundle", "/nonexistent", "--prompt", "hi", flag, value]).output().unwrap();
+        assert!(!result.status.success());
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert!(stderr.contains(expected) && stderr.contains(&format!("found {value}")), "{flag}: {stderr}");
+    }
 }

@@ -221,6 +221,11 @@ impl Error {
         }
     }
 
+    /// `Ok` when `ok`, else an [`Error::InvalidConfig`] for `field`: what it should be and what it was.
+    pub fn check_config(ok: bool, field: &'static str, expected: &str, got: impl ToString) -> Result<()> {
+        if ok { Ok(()) } else { Err(Error::InvalidConfig { field, expected: expected.into(), got: got.to_string() }) }
+    }
+
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.into();

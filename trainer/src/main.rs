@@ -303,16 +303,16 @@ struct SamplingArgs {
     #[arg(long)]
     max_new_tokens: Option<usize>,
     /// Temperature (0 = greedy).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     temperature: Option<f32>,
     /// Nucleus mass in (0, 1].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     top_p: Option<f32>,
     /// Keep the k most likely tokens (0 = all).
     #[arg(long)]
     top_k: Option<usize>,
     /// Repetition penalty (1 = off).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     repetition_penalty: Option<f32>,
     /// Seed (the same seed gives the same text).
     #[arg(long)]
@@ -571,6 +571,8 @@ fn generate(
     load: &LoadOptions,
 ) -> anyhow::Result<()> {
     use std::io::Write;
+    // Check the values given on the command line before the bundle loads; the bundle's defaults fill in the rest.
+    sampling.params(&steer_runtime::GenerationParams::default()).validate()?;
     let model = steer_runtime::Model::load(policy_bundle_dir(bundle), load).context("loading the bundle")?;
     let defaults = model.generation_defaults().cloned().context("this bundle has no policy (error 310)")?;
     let params = sampling.params(&defaults);

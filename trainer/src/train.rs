@@ -116,20 +116,30 @@ impl TrainConfig {
     }
 
     fn validate(&self) -> Result<()> {
-        let check = |ok: bool, field: &'static str, expected: &str, got: String| {
-            if ok { Ok(()) } else { Err(Error::InvalidConfig { field, expected: expected.into(), got }) }
-        };
-        check(
+        Error::check_config(
             self.hidden > 0 && self.heads > 0 && self.hidden % self.heads == 0,
             "hidden",
             "a positive multiple of heads",
             format!("hidden {} heads {}", self.hidden, self.heads),
         )?;
-        check(self.batch_tasks > 0, "batch_tasks", ">= 1", self.batch_tasks.to_string())?;
-        check(self.eval_every > 0, "eval_every", ">= 1", self.eval_every.to_string())?;
-        check(self.val_tasks > 0, "val_tasks", ">= 1", self.val_tasks.to_string())?;
-        check(self.lr > 0.0 && self.lr.is_finite(), "lr", "a positive finite number", self.lr.to_string())?;
-        check(self.max_context <= self.n_targets, "max_context", "<= n_targets", self.max_context.to_string())
+        Error::check_config(self.batch_tasks > 0, "batch_tasks", ">= 1", self.batch_tasks)?;
+        Error::check_config(self.eval_every > 0, "eval_every", ">= 1", self.eval_every)?;
+        Error::check_config(self.val_tasks > 0, "val_tasks", ">= 1", self.val_tasks)?;
+        Error::check_config(self.lr > 0.0 && self.lr.is_finite(), "lr", "a positive finite number", self.lr)?;
+        let non_negative = |value: f64| value >= 0.0 && value.is_finite();
+        Error::check_config(
+            non_negative(self.weight_decay),
+            "weight_decay",
+            "a finite number >= 0",
+            self.weight_decay,
+        )?;
+        Error::check_config(
+            non_negative(self.reward_centering),
+            "reward_centering",
+            "a finite number >= 0",
+            self.reward_centering,
+        )?;
+        Error::check_config(self.max_context <= self.n_targets, "max_context", "<= n_targets", self.max_context)
     }
 }
 

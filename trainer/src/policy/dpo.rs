@@ -65,6 +65,18 @@ impl Default for DpoConfig {
     }
 }
 
+impl DpoConfig {
+    /// Checks every field's range; the first one out of range is an [`Error::InvalidConfig`] naming it.
+    pub fn validate(&self) -> Result<()> {
+        Error::check_config(self.beta > 0.0 && self.beta.is_finite(), "beta", "a positive finite number", self.beta)?;
+        Error::check_config(self.lr > 0.0 && self.lr.is_finite(), "lr", "a positive finite number", self.lr)?;
+        Error::check_config(self.steps > 0, "steps", ">= 1", self.steps)?;
+        Error::check_config(self.batch_tasks > 0, "batch_tasks", ">= 1", self.batch_tasks)?;
+        Error::check_config(self.targets_per_task > 0, "targets_per_task", ">= 1", self.targets_per_task)?;
+        Error::check_config(self.eval_every > 0, "eval_every", ">= 1", self.eval_every)
+    }
+}
+
 /// A pair of answers to one prompt and which one each user type prefers.
 #[derive(Debug, Clone)]
 pub struct PolicyPair {
@@ -319,6 +331,7 @@ pub fn train_dpo(
     cfg: &DpoConfig,
     progress: bool,
 ) -> Result<DpoMetrics> {
+    cfg.validate()?;
     let device = policy.model().device().clone();
     let vars = varmap.all_vars();
     let mut optimizer = AdamW::new(vars.clone(), ParamsAdamW { lr: cfg.lr, weight_decay: 0.0, ..Default::default() })?;

@@ -358,6 +358,8 @@ fn build_context(
 
 /// Runs the whole pipeline of the [module docs](self) into `out`.
 pub fn train_policy(cfg: &PolicyRunConfig, load: &LoadOptions, out: &Path, progress: bool) -> Result<PolicyReport> {
+    // Fail before the long stages (steering data, NP-BTL, caching) on a bad setting.
+    cfg.dpo.validate()?;
     let dir = PolicyDir(out.to_path_buf());
     fs::create_dir_all(out).map_err(Error::io(out))?;
     save_json(cfg, &dir.config())?;
