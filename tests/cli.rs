@@ -58,6 +58,13 @@ fn eval_of_a_missing_run_names_the_file_and_fails() {
     // The OS error is named once, not once by the library error and again as its cause.
     let os_error = std::fs::read("/nonexistent/run/run.json").unwrap_err().to_string();
     assert_eq!(stderr.matches(os_error.as_str()).count(), 1, "{stderr}");
+
+    // A folder that `steer train-policy` did not write is named as such.
+    let result =
+        steer().args(["eval-policy", "--bundle"]).arg(out.path()).arg("--out").arg(out.path()).output().unwrap();
+    assert!(!result.status.success());
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(stderr.contains("not a `steer train-policy` folder"), "{stderr}");
 }
 
 #[test]

@@ -452,13 +452,23 @@ pub fn greedy_parity(ctx: &PolicyContext, bundle: &Path, load: &LoadOptions) -> 
     Ok(same)
 }
 
+/// The configuration a `steer train-policy` folder was trained with; a folder without one is an
+/// [`Error::InvalidRun`].
+fn read_run_config(dir: &PolicyDir) -> Result<PolicyRunConfig> {
+    let path = dir.config();
+    if !path.is_file() {
+        let message = format!("not a `steer train-policy` folder: {} is missing", path.display());
+        return Err(Error::InvalidRun { path: dir.0.clone(), message });
+    }
+    let text = fs::read_to_string(&path).map_err(Error::io(&path))?;
+    serde_json::from_str(&text).map_err(|e| Error::Json { path, message: e.to_string() })
+}
+
 /// Loads only the base decoder and the trained policy of a run folder (no data, no NP-BTL): for generation and
 /// benchmarks.
 pub fn load_policy(run: &Path) -> Result<(Base, SteerPolicy)> {
     let dir = PolicyDir(run.to_path_buf());
-    let text = fs::read_to_string(dir.config()).map_err(Error::io(dir.config()))?;
-    let cfg: PolicyRunConfig =
-        serde_json::from_str(&text).map_err(|e| Error::Json { path: dir.config(), message: e.to_string() })?;
+    let cfg = read_run_config(&dir)?;
     let device = crate::policy::device();
     let base = load_base(&cfg.base, cfg.dpo.seed, &device)?;
     let params = Arc::new(SeededVarMap::new(cfg.dpo.seed));
@@ -471,9 +481,7 @@ pub fn load_policy(run: &Path) -> Result<(Base, SteerPolicy)> {
 /// Loads a trained run folder (re-caching its frozen activations) for evaluation or export.
 pub fn load_run(run: &Path, load: &LoadOptions, progress: bool) -> Result<PolicyContext> {
     let dir = PolicyDir(run.to_path_buf());
-    let text = fs::read_to_string(dir.config()).map_err(Error::io(dir.config()))?;
-    let cfg: PolicyRunConfig =
-        serde_json::from_str(&text).map_err(|e| Error::Json { path: dir.config(), message: e.to_string() })?;
+    let cfg = read_run_config(&dir)?;
     let (ctx, _) = build_context(&cfg, &dir, load, false, &mut BTreeMap::new(), progress)?;
     let mut varmap = ctx.params.varmap().clone();
     varmap.load(dir.weights())?;
