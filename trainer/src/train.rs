@@ -115,7 +115,8 @@ impl TrainConfig {
         ModelConfig { kind, embedding_dim, hidden: self.hidden, heads: self.heads }
     }
 
-    fn validate(&self) -> Result<()> {
+    /// Checks every field's range; the first one out of range is an [`Error::InvalidConfig`] naming it.
+    pub fn validate(&self) -> Result<()> {
         Error::check_config(
             self.hidden > 0 && self.heads > 0 && self.hidden % self.heads == 0,
             "hidden",

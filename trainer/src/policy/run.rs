@@ -360,6 +360,7 @@ fn build_context(
 pub fn train_policy(cfg: &PolicyRunConfig, load: &LoadOptions, out: &Path, progress: bool) -> Result<PolicyReport> {
     // Fail before the long stages (steering data, NP-BTL, caching) on a bad setting.
     cfg.dpo.validate()?;
+    cfg.reward.validate()?;
     let dir = PolicyDir(out.to_path_buf());
     fs::create_dir_all(out).map_err(Error::io(out))?;
     save_json(cfg, &dir.config())?;
