@@ -380,15 +380,19 @@ pub fn evaluate_oracle_posterior(oracles: &[&Model], task: &dyn PairSource, cfg:
         let no_profile = Array2::zeros((b, 0));
         let mut log_likelihood = Array2::<f64>::zeros((b, oracles.len()));
         let mut target_p = Vec::with_capacity(oracles.len());
+        // The context pairs' two halves, split once for every oracle.
+        let context = (inputs.context.shape()[1] > 0).then(|| {
+            let chosen = inputs.context.slice(ndarray::s![.., .., ..d]).to_owned();
+            let rejected = inputs.context.slice(ndarray::s![.., .., d..]).to_owned();
+            (chosen, rejected)
+        });
         for (t, oracle) in oracles.iter().enumerate() {
             target_p.push(oracle.preference_batch(
                 no_profile.view(),
                 inputs.option_a.view(),
                 inputs.option_b.view(),
             )?);
-            if inputs.context.shape()[1] > 0 {
-                let chosen = inputs.context.slice(ndarray::s![.., .., ..d]).to_owned();
-                let rejected = inputs.context.slice(ndarray::s![.., .., d..]).to_owned();
+            if let Some((chosen, rejected)) = &context {
                 let p = oracle.preference_batch(no_profile.view(), chosen.view(), rejected.view())?;
                 for ((user, pair), &p) in p.indexed_iter() {
                     if inputs.mask[[user, pair]] > 0.0 {

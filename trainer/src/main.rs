@@ -673,6 +673,11 @@ fn bench_policy(
     Ok(serde_json::json!({"run": run, "greedy": true, "rows": rows}))
 }
 
+/// ` ± se` to one decimal, or nothing when there is no standard error (reports written before it was).
+fn stderr_suffix(stderr: Option<&f64>) -> String {
+    stderr.map_or(String::new(), |se| format!(" ± {se:.1}"))
+}
+
 fn print_policy_report(report: &PolicyReport, out: &Path) {
     println!("implicit-reward accuracy % on unseen pairs:");
     for (user_type, by_k) in &report.implicit_reward_accuracy {
@@ -682,13 +687,8 @@ fn print_policy_report(report: &PolicyReport, out: &Path) {
     println!("mean {:?} of sampled generations:", report.trait_kind);
     for (user_type, by_k) in &report.r#trait {
         let se = report.trait_stderr.get(user_type);
-        let cells: Vec<String> = by_k
-            .iter()
-            .map(|(k, v)| match se.and_then(|se| se.get(k)) {
-                Some(se) => format!("k={k}: {v:5.1} ± {se:.1}"),
-                None => format!("k={k}: {v:5.1}"),
-            })
-            .collect();
+        let cells: Vec<String> =
+            by_k.iter().map(|(k, v)| format!("k={k}: {v:5.1}{}", stderr_suffix(se.and_then(|se| se.get(k))))).collect();
         println!("  {user_type:<12} {}", cells.join("  "));
     }
     if let Some(base) = report.base_trait {
@@ -699,10 +699,7 @@ fn print_policy_report(report: &PolicyReport, out: &Path) {
         .continuum
         .iter()
         .enumerate()
-        .map(|(i, v)| match report.continuum_stderr.get(i) {
-            Some(se) => format!("{v:.1} ± {se:.1}"),
-            None => format!("{v:.1}"),
-        })
+        .map(|(i, v)| format!("{v:.1}{}", stderr_suffix(report.continuum_stderr.get(i))))
         .collect();
     println!("continuum between two users: {} (monotonic: {})", continuum.join(" / "), report.continuum_monotonic);
     if let Some(training) = &report.training {
