@@ -17,11 +17,9 @@ use steer_trainer::policy::export::policy_graph;
 use steer_trainer::policy::{PolicyShape, SteerPolicy};
 use steer_trainer::text::llama::{KvCache, LlamaConfig, LlamaModel};
 
-/// A tiny policy whose FiLM and LoRA weights are all moved off their identity initialisation, so that the export's
-/// use of each is checked.
-fn tiny_policy() -> SteerPolicy {
-    let cfg = LlamaConfig::tiny();
-    let base = LlamaModel::from_config_seeded(&cfg, 21, &Device::Cpu).unwrap();
+/// A tiny policy on `base` whose FiLM and LoRA weights are all moved off their identity initialisation, so that the
+/// export's use of each is checked.
+fn tiny_policy(base: LlamaModel) -> SteerPolicy {
     let store = Arc::new(SeededVarMap::new(22));
     let shape = PolicyShape { film_layers: 2, lora_rank: 4, lora_alpha: 8.0, latent_dim: 6, normalize_z: true };
     let policy = SteerPolicy::new(base, shape, store.builder(&Device::Cpu)).unwrap();
@@ -95,9 +93,26 @@ fn max_diff(a: &ArrayD<f32>, b: &ArrayD<f32>) -> f32 {
 
 #[test]
 fn policy_onnx_matches_candle_over_cached_steps_issue_5() {
-    let policy = tiny_policy();
+    let base = LlamaModel::from_config_seeded(&LlamaConfig::tiny(), 21, &Device::Cpu).unwrap();
+    check_export(&tiny_policy(base), 1);
+}
+
+/// The same for the Hugging Face decoders of `tests/fixtures/hf` (see `tests/hf.rs`): Qwen2's query/key/value
+/// biases (tied head) and Llama 3's rotary scaling (untied head, so two vocabulary-wide tables).
+#[test]
+fn policy_onnx_matches_candle_for_qwen2_and_llama3_bases_issue_5() {
+    for (name, vocab_tables) in [("qwen2", 1), ("llama3", 2)] {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/hf").join(name);
+        println!("{name}:");
+        check_export(&tiny_policy(LlamaModel::from_hf_dir(&dir, &Device::Cpu).unwrap()), vocab_tables);
+    }
+}
+
+/// Runs `policy` through candle and its `policy.onnx` through ONNX Runtime over a prompt step and a cached step, and
+/// checks that the graph holds `vocab_tables` vocabulary-wide tables.
+fn check_export(policy: &SteerPolicy, vocab_tables: usize) {
     let cfg = policy.model().config().clone();
-    let bytes = policy_graph(&policy).unwrap();
+    let bytes = policy_graph(policy).unwrap();
     let mut session = session(&bytes);
 
     // Two users in one batch: row 0 has 5 prompt tokens, row 1 has 3 (left-padded with 2 padding slots).
@@ -182,8 +197,8 @@ fn policy_onnx_matches_candle_over_cached_steps_issue_5() {
 
     let proto = <steer_trainer::onnx::proto::ModelProto as prost::Message>::decode(bytes.as_slice()).unwrap();
     let graph = proto.graph.unwrap();
-    let vocab_tables = graph.initializer.iter().filter(|t| t.dims.first() == Some(&(cfg.vocab_size as i64))).count();
-    assert_eq!(vocab_tables, 1, "the tied head must reuse the embedding table");
+    let tables = graph.initializer.iter().filter(|t| t.dims.contains(&(cfg.vocab_size as i64))).count();
+    assert_eq!(tables, vocab_tables, "a tied head must reuse the embedding table");
     let names: HashMap<_, _> = graph.input.iter().map(|i| (i.name.as_str(), ())).collect();
     for name in ["input_ids", "attention_mask", "position_ids", "z", "past_key_values.0.key", "past_key_values.1.value"]
     {

@@ -126,12 +126,13 @@ pub enum Error {
         /// The backend's message.
         message: String,
     },
-    /// A GGUF file could not be read, or lacks a metadata entry (or holds it with another type) that is needed.
-    #[error("GGUF {path}: {message}")]
-    Gguf {
-        /// The GGUF file.
+    /// A model's weights could not be loaded: a GGUF file, or a Hugging Face directory's `config.json` or
+    /// safetensors, is unreadable, lacks something needed, or describes a model this decoder cannot run.
+    #[error("model file {path}: {message}")]
+    ModelFile {
+        /// The file (or directory).
         path: PathBuf,
-        /// What was missing or wrong, naming the metadata key.
+        /// What was missing or wrong, naming the metadata key or config field.
         message: String,
     },
     /// A tokenizer could not be built, loaded, saved or run.
@@ -211,7 +212,7 @@ impl Error {
             Error::LabelOutOfRange { .. } => 1013,
             Error::UnknownUserType { .. } => 1014,
             Error::EmptyData { .. } => 1015,
-            Error::Gguf { .. } => 1020,
+            Error::ModelFile { .. } => 1020,
             Error::Tokenizer { .. } => 1021,
             Error::InvalidInput { .. } => 1022,
             Error::EmbeddingCache { .. } => 1023,

@@ -190,8 +190,8 @@ struct PolicyArgs {
     /// The base decoder.
     #[arg(long, value_enum, default_value = "smollm2")]
     base: BaseName,
-    /// A local Hugging Face model directory (Llama architecture: config.json, *.safetensors, tokenizer.json) to
-    /// start from instead of --base.
+    /// A local Hugging Face model directory (Llama or Qwen2 architecture: config.json, *.safetensors,
+    /// tokenizer.json) to start from instead of --base.
     #[arg(long)]
     base_dir: Option<PathBuf>,
     /// The preference data.

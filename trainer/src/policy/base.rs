@@ -1,5 +1,5 @@
-//! The decoder a policy starts from: SmolLM2-135M-Instruct from the project cache, a local Hugging Face Llama
-//! directory, or a tiny random decoder for tests. Each comes with its tokenizer, chat template and end-of-turn token.
+//! The decoder a policy starts from: SmolLM2-135M-Instruct from the project cache, a local Hugging Face Llama or
+//! Qwen2 directory, or a tiny random decoder for tests. Each comes with its tokenizer, chat template and end-of-turn token.
 
 use std::path::{Path, PathBuf};
 
@@ -29,7 +29,7 @@ pub enum BaseModel {
     Smollm2,
     /// A random 2-layer, 32-wide decoder over SmolLM2's vocabulary: for tests and smoke runs only.
     Tiny,
-    /// A local Hugging Face directory with a Llama-architecture model ([`crate::text::hf_llama`]).
+    /// A local Hugging Face directory with a Llama- or Qwen2-architecture model ([`crate::text::hf_llama`]).
     HfDir(PathBuf),
 }
 
@@ -109,6 +109,17 @@ fn load_hf_base(dir: &Path, device: &Device) -> Result<Base> {
     };
     let eos = token_id(&tokenizer, eos)?;
     let model = LlamaModel::from_hf_dir(dir, device)?;
+    // Token ids index the embedding table; a table may be padded past the tokenizer (Qwen2's is), never short of it.
+    let tokens = tokenizer.get_vocab_size(true);
+    if tokens > model.config().vocab_size {
+        return Err(Error::ModelFile {
+            path: dir.join("config.json"),
+            message: format!(
+                "vocab_size is {} but tokenizer.json has {tokens} tokens; the two come from different models",
+                model.config().vocab_size
+            ),
+        });
+    }
     // The id hashes config.json and the weight files' names and sizes: cheap, and any re-download changes it.
     let mut hasher = Sha256::new();
     let config = dir.join("config.json");
@@ -125,4 +136,62 @@ fn load_hf_base(dir: &Path, device: &Device) -> Result<Base> {
     let name = dir.file_name().map_or_else(|| "model".into(), |n| n.to_string_lossy().into_owned());
     let chat = ChatEncoder::new(tokenizer.clone(), chat_template)?;
     Ok(Base { model, tokenizer, id: format!("hf:{name}@{hash}"), chat_template: chat_template.into(), chat, eos })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use tokenizers::models::wordlevel::WordLevel;
+    use tokenizers::pre_tokenizers::whitespace::Whitespace;
+    use tokenizers::{AddedToken, Tokenizer};
+
+    use super::*;
+
+    /// The Qwen2 decoder of `tests/fixtures/hf` (written by transformers) in a temporary directory, with a word-level
+    /// tokenizer of `words` (ids in order) in place of a real one.
+    fn qwen2_dir(words: &[&str]) -> tempfile::TempDir {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/hf/qwen2");
+        let dir = tempfile::tempdir().unwrap();
+        for file in ["config.json", "model.safetensors"] {
+            std::fs::copy(fixture.join(file), dir.path().join(file)).unwrap();
+        }
+        let vocab: HashMap<String, u32> = words.iter().enumerate().map(|(i, w)| (w.to_string(), i as u32)).collect();
+        let model = WordLevel::builder().vocab(vocab.into_iter().collect()).unk_token("<unk>".into()).build().unwrap();
+        let mut tokenizer = Tokenizer::new(model);
+        tokenizer.with_pre_tokenizer(Some(Whitespace {}));
+        let special: Vec<_> =
+            words.iter().filter(|w| w.starts_with("<|")).map(|w| AddedToken::from(w.to_string(), true)).collect();
+        tokenizer.add_special_tokens(special).unwrap();
+        tokenizer.save(dir.path().join("tokenizer.json"), false).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_qwen2_directory_loads_with_chatml_and_its_end_of_turn_token_issue_5() {
+        let words = ["<unk>", "<|im_start|>", "<|im_end|>", "system", "user", "assistant", "hello"];
+        let dir = qwen2_dir(&words);
+        let base = load_base(&BaseModel::HfDir(dir.path().into()), 0, &Device::Cpu).unwrap();
+        assert_eq!(base.chat_template, CHATML_TEMPLATE);
+        assert_eq!(base.eos, 2);
+        assert!(base.model.config().attention_bias);
+        assert!(base.id.starts_with("hf:"), "{}", base.id);
+        let ids = base.chat.encode("hello").unwrap();
+        assert_eq!(ids.first(), Some(&1), "the template starts with <|im_start|>: {ids:?}");
+        assert!(ids.contains(&6), "{ids:?}");
+
+        // A tokenizer with more tokens than the embedding table has rows belongs to another model.
+        let many: Vec<String> = (0..70).map(|i| format!("w{i}")).collect();
+        let mut words: Vec<&str> = vec!["<unk>", "<|im_start|>", "<|im_end|>"];
+        words.extend(many.iter().map(String::as_str));
+        let dir = qwen2_dir(&words);
+        let err = load_base(&BaseModel::HfDir(dir.path().into()), 0, &Device::Cpu).err().unwrap();
+        assert_eq!(err.code(), 1020, "{err}");
+        assert!(err.to_string().contains("73 tokens"), "{err}");
+
+        // No chat format can be told from a tokenizer without ChatML's or Llama 3's turn tokens.
+        let dir = qwen2_dir(&["<unk>", "hello"]);
+        let err = load_base(&BaseModel::HfDir(dir.path().into()), 0, &Device::Cpu).err().unwrap();
+        assert!(err.to_string().contains("<|im_start|>"), "{err}");
+    }
 }

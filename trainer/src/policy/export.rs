@@ -12,7 +12,6 @@ use std::fs;
 use std::path::Path;
 
 use candle_core::Device;
-use candle_nn::Linear;
 use steer_runtime::manifest::{FileEntry, Manifest, sha256_file};
 use steer_runtime::policy_spec::policy_io;
 use steer_runtime::{GenerationParams, PolicySpec};
@@ -145,19 +144,19 @@ fn policy_block(
     let (attn_norm, attn, ffn_norm, mlp) = block.parts();
     let normed = g.rms_norm(x, attn_norm)?;
     let [_, k, _, o] = attn.projections();
-    let (q_weight, v_weight) = attn.merged_q_v()?;
+    let (q, v) = attn.merged_q_v()?;
     let (heads, kv_heads, head_dim) = (cfg.num_heads as i64, cfg.num_kv_heads as i64, cfg.head_dim() as i64);
     let group = heads / kv_heads;
     let to_heads_first = attr_ints("perm", &[0, 2, 1, 3]);
 
-    let q = g.linear(&normed, &Linear::new(q_weight, None))?;
+    let q = g.linear(&normed, &q)?;
     let q = rotate(g, &q, heads, head_dim, shared);
     let q = g.node("Transpose", &[&q], vec![to_heads_first.clone()]);
     let k = g.linear(&normed, k)?;
     let k = rotate(g, &k, kv_heads, head_dim, shared);
     let k = g.node("Transpose", &[&k], vec![to_heads_first.clone()]);
     let present_key = g.node("Concat", &[past_key, &k], vec![attr_int("axis", 2)]);
-    let v = g.linear(&normed, &Linear::new(v_weight, None))?;
+    let v = g.linear(&normed, &v)?;
     let kv_shape = g.constant_i64("kv_heads_shape", &[0, 0, kv_heads, head_dim]);
     let v = g.node("Reshape", &[&v, &kv_shape], vec![]);
     let v = g.node("Transpose", &[&v], vec![to_heads_first.clone()]);

@@ -8,14 +8,18 @@
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Module, Shape, Tensor, bail};
 use candle_nn::Linear;
 
-/// `linear.forward(x)`, with a backward pass for `x` only when `x` carries a gradient. Other devices, biased maps and
-/// non-f32 tensors take candle's own path.
+/// `linear.forward(x)`, with a backward pass for `x` only when `x` carries a gradient. Other devices and non-f32
+/// tensors take candle's own path.
 pub fn frozen_forward(linear: &Linear, x: &Tensor) -> candle_core::Result<Tensor> {
-    let plain = linear.bias().is_some() || x.dtype() != DType::F32 || linear.weight().dtype() != DType::F32;
+    let plain = x.dtype() != DType::F32 || linear.weight().dtype() != DType::F32;
     if !x.track_op() || !x.device().is_cpu() || plain {
         return linear.forward(x);
     }
-    x.contiguous()?.apply_op1(FrozenLinear { weight: linear.weight().clone() })
+    let product = x.contiguous()?.apply_op1(FrozenLinear { weight: linear.weight().clone() })?;
+    match linear.bias() {
+        Some(bias) => product.broadcast_add(bias),
+        None => Ok(product),
+    }
 }
 
 struct FrozenLinear {
@@ -58,25 +62,28 @@ mod tests {
     use super::*;
     use candle_core::Var;
 
-    /// Same output and same input gradient as candle's `Linear`, for a batched input.
+    /// Same output and same input gradient as candle's `Linear`, for a batched input, with and without a bias.
     #[test]
     fn matches_linear_in_value_and_input_gradient() -> candle_core::Result<()> {
         let device = Device::Cpu;
-        let linear = Linear::new(Tensor::randn(0f32, 1.0, (7, 5), &device)?, None);
-        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 3, 5), &device)?)?;
-        let weights = Tensor::randn(0f32, 1.0, (2, 3, 7), &device)?;
+        let weight = Tensor::randn(0f32, 1.0, (7, 5), &device)?;
+        let bias = Tensor::randn(0f32, 1.0, 7, &device)?;
+        for linear in [Linear::new(weight.clone(), None), Linear::new(weight, Some(bias))] {
+            let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 3, 5), &device)?)?;
+            let weights = Tensor::randn(0f32, 1.0, (2, 3, 7), &device)?;
 
-        let fused = frozen_forward(&linear, x.as_tensor())?;
-        let fused_grad = (&fused * &weights)?.sum_all()?.backward()?;
-        let plain = linear.forward(x.as_tensor())?;
-        let plain_grad = (&plain * &weights)?.sum_all()?.backward()?;
+            let fused = frozen_forward(&linear, x.as_tensor())?;
+            let fused_grad = (&fused * &weights)?.sum_all()?.backward()?;
+            let plain = linear.forward(x.as_tensor())?;
+            let plain_grad = (&plain * &weights)?.sum_all()?.backward()?;
 
-        assert_eq!(fused.dims(), &[2, 3, 7]);
-        let value_gap = (fused - plain)?.abs()?.max_all()?.to_scalar::<f32>()?;
-        let (Some(a), Some(b)) = (fused_grad.get(&x), plain_grad.get(&x)) else { bail!("no gradient for x") };
-        let grad_gap = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
-        assert!(value_gap < 1e-5, "values differ by {value_gap}");
-        assert!(grad_gap < 1e-5, "gradients differ by {grad_gap}");
+            assert_eq!(fused.dims(), &[2, 3, 7]);
+            let value_gap = (fused - plain)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            let (Some(a), Some(b)) = (fused_grad.get(&x), plain_grad.get(&x)) else { bail!("no gradient for x") };
+            let grad_gap = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(value_gap < 1e-5, "values differ by {value_gap}");
+            assert!(grad_gap < 1e-5, "gradients differ by {grad_gap}");
+        }
         Ok(())
     }
 }

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::{D, DType, Device, Module, Tensor};
-use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder, embedding, linear_no_bias, rms_norm};
+use candle_nn::{Embedding, Linear, RmsNorm, VarBuilder, embedding, linear, linear_no_bias, rms_norm};
 
 use serde::{Deserialize, Serialize};
 
@@ -56,6 +56,80 @@ pub struct LlamaConfig {
     pub rope_theta: f64,
     /// RMSNorm epsilon, `llama.attention.layer_norm_rms_epsilon` (1e-5).
     pub rms_norm_eps: f64,
+    /// Whether the query, key and value projections add a bias (`attn_q.bias` …): Qwen2 does, Llama does not.
+    #[serde(default)]
+    pub attention_bias: bool,
+    /// How the rotary frequencies are rescaled for a longer context (Llama 3.1 and later); `None` leaves them as
+    /// `rope_theta` gives them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_scaling: Option<RopeScaling>,
+}
+
+/// A rescaling of the rotary frequencies, as Hugging Face's `rope_scaling` describes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "rope_type", rename_all = "snake_case")]
+pub enum RopeScaling {
+    /// Every frequency divided by `factor` (positions interpolated).
+    Linear {
+        /// The divisor.
+        factor: f64,
+    },
+    /// Llama 3's rule: wavelengths shorter than `original_max_position_embeddings / high_freq_factor` are kept,
+    /// those longer than `original_max_position_embeddings / low_freq_factor` are divided by `factor`, and the band
+    /// between blends the two linearly in `original_max_position_embeddings / wavelength`.
+    Llama3 {
+        /// The divisor of the low frequencies.
+        factor: f64,
+        /// Sets the wavelength above which frequencies are divided.
+        low_freq_factor: f64,
+        /// Sets the wavelength below which frequencies are kept.
+        high_freq_factor: f64,
+        /// The context length the model was first trained at.
+        original_max_position_embeddings: f64,
+    },
+}
+
+impl RopeScaling {
+    /// `inv_freq` (radians per position) after the rescaling.
+    fn apply(&self, inv_freq: f64) -> f64 {
+        match *self {
+            RopeScaling::Linear { factor } => inv_freq / factor,
+            RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => {
+                let wavelength = 2.0 * std::f64::consts::PI / inv_freq;
+                if wavelength < original_max_position_embeddings / high_freq_factor {
+                    inv_freq
+                } else if wavelength > original_max_position_embeddings / low_freq_factor {
+                    inv_freq / factor
+                } else {
+                    let smooth = (original_max_position_embeddings / wavelength - low_freq_factor)
+                        / (high_freq_factor - low_freq_factor);
+                    (1.0 - smooth) * inv_freq / factor + smooth * inv_freq
+                }
+            }
+        }
+    }
+
+    /// Checks the factors: positive, and for Llama 3 `high_freq_factor > low_freq_factor`.
+    fn validate(&self) -> Result<()> {
+        let (factor, ok) = match *self {
+            RopeScaling::Linear { factor } => (factor, factor > 0.0),
+            RopeScaling::Llama3 { factor, low_freq_factor, high_freq_factor, original_max_position_embeddings } => (
+                factor,
+                factor > 0.0
+                    && low_freq_factor > 0.0
+                    && high_freq_factor > low_freq_factor
+                    && original_max_position_embeddings > 0.0,
+            ),
+        };
+        if ok && factor.is_finite() {
+            return Ok(());
+        }
+        Err(Error::InvalidConfig {
+            field: "rope_scaling",
+            expected: "positive factors, with high_freq_factor > low_freq_factor for llama3".into(),
+            got: format!("{self:?}"),
+        })
+    }
 }
 
 impl Default for LlamaConfig {
@@ -69,6 +143,8 @@ impl Default for LlamaConfig {
             intermediate_size: 1536,
             rope_theta: 100_000.0,
             rms_norm_eps: 1e-5,
+            attention_bias: false,
+            rope_scaling: None,
         }
     }
 }
@@ -86,13 +162,15 @@ impl LlamaConfig {
             intermediate_size: 48,
             rope_theta: 10_000.0,
             rms_norm_eps: 1e-5,
+            attention_bias: false,
+            rope_scaling: None,
         }
     }
 
     /// Reads the configuration from GGUF metadata (`general.architecture` must be `llama`); `vocab_size` is taken
     /// from `tokenizer.ggml.tokens`. `path` is only used in error messages.
     pub fn from_gguf_metadata(path: &Path, metadata: &HashMap<String, Value>) -> Result<Self> {
-        let fail = |key: &str, message: String| Error::Gguf {
+        let fail = |key: &str, message: String| Error::ModelFile {
             path: PathBuf::from(path),
             message: format!("metadata `{key}`: {message}"),
         };
@@ -117,6 +195,8 @@ impl LlamaConfig {
             intermediate_size: count("llama.feed_forward_length")?,
             rope_theta: float("llama.rope.freq_base")?,
             rms_norm_eps: float("llama.attention.layer_norm_rms_epsilon")?,
+            attention_bias: false,
+            rope_scaling: None,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -138,6 +218,9 @@ impl LlamaConfig {
                 got: self.num_kv_heads.to_string(),
             });
         }
+        if let Some(scaling) = &self.rope_scaling {
+            scaling.validate()?;
+        }
         Ok(())
     }
 
@@ -147,11 +230,16 @@ impl LlamaConfig {
     }
 
     /// The rotary tables for positions `0..tokens`: `(cos, sin)`, each `[tokens, head_dim / 2]` f32, where entry
-    /// `(p, i)` is the angle `p · rope_theta^(−2i / head_dim)`. The decoder and its ONNX export share these values.
+    /// `(p, i)` is the angle `p · rope_theta^(−2i / head_dim)`, rescaled by `rope_scaling` when set. The decoder and
+    /// its ONNX export share these values.
     pub fn rope_tables(&self, tokens: usize, device: &Device) -> Result<(Tensor, Tensor)> {
         let half = self.head_dim() / 2;
-        let inv_freq: Vec<f32> =
-            (0..half).map(|i| (1.0 / self.rope_theta.powf(2.0 * i as f64 / self.head_dim() as f64)) as f32).collect();
+        let inv_freq: Vec<f32> = (0..half)
+            .map(|i| {
+                let inv_freq = 1.0 / self.rope_theta.powf(2.0 * i as f64 / self.head_dim() as f64);
+                self.rope_scaling.as_ref().map_or(inv_freq, |s| s.apply(inv_freq)) as f32
+            })
+            .collect();
         let inv_freq = Tensor::from_vec(inv_freq, (1, half), device)?;
         let positions = Tensor::arange(0u32, tokens as u32, device)?.to_dtype(DType::F32)?.reshape((tokens, 1))?;
         let angles = positions.broadcast_mul(&inv_freq)?;
@@ -285,14 +373,19 @@ pub struct LlamaAttention {
 }
 
 impl LlamaAttention {
-    /// Builds the attention of one block from `attn_q`, `attn_k`, `attn_v` and `attn_output` under `vb`.
+    /// Builds the attention of one block from `attn_q`, `attn_k`, `attn_v` and `attn_output` under `vb` (the first
+    /// three with their `bias` when `cfg.attention_bias`).
     pub fn new(cfg: &LlamaConfig, vb: VarBuilder) -> Result<Self> {
         let head_dim = cfg.head_dim();
         let kv = cfg.num_kv_heads * head_dim;
+        let projection = |out: usize, name: &str| {
+            let vb = vb.pp(name);
+            if cfg.attention_bias { linear(cfg.hidden_size, out, vb) } else { linear_no_bias(cfg.hidden_size, out, vb) }
+        };
         Ok(LlamaAttention {
-            q: linear_no_bias(cfg.hidden_size, cfg.hidden_size, vb.pp("attn_q"))?,
-            k: linear_no_bias(cfg.hidden_size, kv, vb.pp("attn_k"))?,
-            v: linear_no_bias(cfg.hidden_size, kv, vb.pp("attn_v"))?,
+            q: projection(cfg.hidden_size, "attn_q")?,
+            k: projection(kv, "attn_k")?,
+            v: projection(kv, "attn_v")?,
             o: linear_no_bias(cfg.hidden_size, cfg.hidden_size, vb.pp("attn_output"))?,
             q_lora: None,
             v_lora: None,
@@ -317,11 +410,14 @@ impl LlamaAttention {
         [&self.q, &self.k, &self.v, &self.o]
     }
 
-    /// The query and value projections with their adapters merged in (for export); the plain weights without LoRA.
-    pub(crate) fn merged_q_v(&self) -> Result<(Tensor, Tensor)> {
-        let merge = |linear: &Linear, lora: &Option<Lora>| match lora {
-            Some(lora) => lora.merged(linear.weight()),
-            None => Ok(linear.weight().clone()),
+    /// The query and value projections with their adapters merged into the weights (for export); the plain maps
+    /// without LoRA.
+    pub(crate) fn merged_q_v(&self) -> Result<(Linear, Linear)> {
+        let merge = |linear: &Linear, lora: &Option<Lora>| -> Result<Linear> {
+            match lora {
+                Some(lora) => Ok(Linear::new(lora.merged(linear.weight())?, linear.bias().cloned())),
+                None => Ok(linear.clone()),
+            }
         };
         Ok((merge(&self.q, &self.q_lora)?, merge(&self.v, &self.v_lora)?))
     }
@@ -489,7 +585,7 @@ impl LlamaModel {
     /// Loads a GGUF file (e.g. [`crate::text::smollm2_gguf_path`]), dequantizing every tensor to f32 on `device`.
     pub fn from_gguf(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
         let path = path.as_ref();
-        let gguf_error = |message: String| Error::Gguf { path: path.into(), message };
+        let gguf_error = |message: String| Error::ModelFile { path: path.into(), message };
         let mut reader = BufReader::new(File::open(path).map_err(Error::io(path))?);
         let content = Content::read(&mut reader).map_err(|e| gguf_error(format!("not a readable GGUF file: {e}")))?;
         let cfg = LlamaConfig::from_gguf_metadata(path, &content.metadata)?;

@@ -74,7 +74,7 @@ impl GgufVocab {
         let path = path.as_ref();
         let file = File::open(path).map_err(Error::io(path))?;
         let content = Content::read(&mut BufReader::new(file))
-            .map_err(|e| Error::Gguf { path: path.into(), message: format!("not a readable GGUF file: {e}") })?;
+            .map_err(|e| Error::ModelFile { path: path.into(), message: format!("not a readable GGUF file: {e}") })?;
         Self::from_metadata(path, &content.metadata)
     }
 
@@ -265,7 +265,7 @@ struct Metadata<'a> {
 
 impl Metadata<'_> {
     fn error(&self, key: &str, message: impl std::fmt::Display) -> Error {
-        Error::Gguf { path: PathBuf::from(self.path), message: format!("metadata `{key}`: {message}") }
+        Error::ModelFile { path: PathBuf::from(self.path), message: format!("metadata `{key}`: {message}") }
     }
 
     fn get(&self, key: &str) -> Result<&Value> {
