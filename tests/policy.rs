@@ -12,8 +12,9 @@ use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
 use steer_runtime::LoadOptions;
 use steer_runtime::policy_spec::policy_io;
+use steer_trainer::onnx::write_model;
 use steer_trainer::params::SeededVarMap;
-use steer_trainer::policy::export::policy_graph;
+use steer_trainer::policy::export::{policy_graph, policy_model};
 use steer_trainer::policy::{PolicyShape, SteerPolicy};
 use steer_trainer::text::llama::{KvCache, LlamaConfig, LlamaModel};
 
@@ -195,6 +196,21 @@ fn check_export(policy: &SteerPolicy, vocab_tables: usize) {
     let scale_effect = max_diff(&scaled, &full);
     assert!(scale_effect <= 1e-4, "scaling z changed the logits by {scale_effect}");
 
+    // A decoder too large for one protobuf keeps its weights in `policy.onnx.data` (forced here with a limit of 0):
+    // ONNX Runtime loads it from disk to the same logits.
+    let files = tempfile::tempdir().unwrap();
+    let path = files.path().join("policy.onnx");
+    let written = write_model(policy_model(policy).unwrap(), &path, 0).unwrap();
+    assert_eq!(written, ["policy.onnx", "policy.onnx.data"]);
+    let (graph_bytes, data_bytes) =
+        (std::fs::metadata(&path).unwrap().len(), std::fs::metadata(files.path().join(&written[1])).unwrap().len());
+    println!("external data: policy.onnx {graph_bytes} B, policy.onnx.data {data_bytes} B");
+    assert!(graph_bytes * 10 < data_bytes, "the weights stayed in the graph file: {graph_bytes} vs {data_bytes}");
+    let env = steer_runtime::ort_env::environment(&LoadOptions::default()).unwrap();
+    let mut external = ort::session::Session::builder(&env).unwrap().commit_from_file(&path).unwrap();
+    let (external_logits, _) = ort_step(&mut external, &full_ids, &full_mask, &full_positions, &past1, &one_z);
+    assert_eq!(max_diff(&external_logits, &full), 0.0);
+
     let proto = <steer_trainer::onnx::proto::ModelProto as prost::Message>::decode(bytes.as_slice()).unwrap();
     let graph = proto.graph.unwrap();
     let tables = graph.initializer.iter().filter(|t| t.dims.contains(&(cfg.vocab_size as i64))).count();
@@ -270,6 +286,23 @@ fn tiny_policy_run_learns_each_type_and_generates_through_the_runtime_issue_5() 
     let out = model.generate(&requests, &params).unwrap();
     assert_eq!(out.len(), 2);
     assert!(out.iter().all(|g| !g.token_ids.is_empty()));
+
+    // The same policy exported with its weights in an external data file (forced with a limit of 0) loads, verifies
+    // and generates the same greedy answers.
+    let (base, policy) = steer_trainer::policy::run::load_policy(dir.path()).unwrap();
+    let external = dir.path().join("bundle-external");
+    let defaults = model.generation_defaults().cloned().unwrap_or_default();
+    let reward = dir.path().join("reward/bundles/np-btl");
+    let manifest =
+        steer_trainer::policy::export::write_policy_bundle(&policy, &base, defaults, &reward, &external, 0).unwrap();
+    assert!(manifest.files.iter().any(|f| f.path == "policy.onnx.data"), "{:?}", manifest.files);
+    let external = steer_runtime::Model::load(&external, &LoadOptions::default()).unwrap();
+    let (a2, b2) = (external.infer_profile_text(&casual).unwrap(), external.infer_profile_text(&formal).unwrap());
+    let requests2 =
+        [steer_runtime::GenerationRequest::new("Hello", &a2), steer_runtime::GenerationRequest::new("Hello", &b2)];
+    let out2 = external.generate(&requests2, &params).unwrap();
+    let ids = |o: &[steer_runtime::Generation]| o.iter().map(|g| g.token_ids.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&out2), ids(&out));
 
     // `steer generate` streams the same greedy answer for a user given as a JSONL file of choices.
     let context = dir.path().join("casual.jsonl");

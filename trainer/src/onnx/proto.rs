@@ -195,4 +195,30 @@ pub struct TensorProto {
     /// Little-endian payload (used for float weights).
     #[prost(bytes = "vec", tag = "9")]
     pub raw_data: Vec<u8>,
+    /// Where the payload lives when `data_location` is [`data_location::EXTERNAL`]: `location` (a file beside the
+    /// model), `offset` and `length` in bytes.
+    #[prost(message, repeated, tag = "13")]
+    pub external_data: Vec<StringStringEntryProto>,
+    /// A [`data_location`] value.
+    #[prost(int32, tag = "14")]
+    pub data_location: i32,
+}
+
+/// `TensorProto.DataLocation` values.
+pub mod data_location {
+    /// The payload is in the tensor (`raw_data`).
+    pub const DEFAULT: i32 = 0;
+    /// The payload is in another file ([`super::TensorProto::external_data`]).
+    pub const EXTERNAL: i32 = 1;
+}
+
+/// A key/value pair of strings.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct StringStringEntryProto {
+    /// Key.
+    #[prost(string, tag = "1")]
+    pub key: String,
+    /// Value.
+    #[prost(string, tag = "2")]
+    pub value: String,
 }

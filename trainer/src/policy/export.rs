@@ -17,8 +17,8 @@ use steer_runtime::policy_spec::policy_io;
 use steer_runtime::{GenerationParams, PolicySpec};
 
 use crate::error::{Error, Result};
-use crate::onnx::proto::data_type;
-use crate::onnx::{Dim, GraphBuilder, attr_int, attr_ints};
+use crate::onnx::proto::{ModelProto, data_type};
+use crate::onnx::{Dim, GraphBuilder, attr_int, attr_ints, write_model};
 use crate::policy::SteerPolicy;
 use crate::policy::base::Base;
 use crate::text::llama::{LlamaBlock, LlamaConfig, MASKED_LOGIT};
@@ -36,6 +36,11 @@ const PAST: Dim = Dim::Dynamic("past_seq");
 
 /// Serialises `policy` as the graph described in the [module docs](self).
 pub fn policy_graph(policy: &SteerPolicy) -> Result<Vec<u8>> {
+    Ok(prost::Message::encode_to_vec(&policy_model(policy)?))
+}
+
+/// `policy` as the ONNX model described in the [module docs](self), to write with [`write_model`].
+pub fn policy_model(policy: &SteerPolicy) -> Result<ModelProto> {
     let model = policy.model();
     let cfg = model.config();
     cfg.validate()?;
@@ -128,7 +133,7 @@ pub fn policy_graph(policy: &SteerPolicy) -> Result<Vec<u8>> {
         g.linear(&x, head)?
     };
     g.output(&logits, policy_io::LOGITS, &[BATCH, SEQ, Dim::Fixed(cfg.vocab_size)]);
-    g.finish("Steer NP-DPO policy: Llama-family decoder with FiLM(z) and merged LoRA, with a key/value cache")
+    g.finish_model("Steer NP-DPO policy: Llama-family decoder with FiLM(z) and merged LoRA, with a key/value cache")
 }
 
 /// One decoder block with its cache; returns the block output and the present key and value `[B, kv, S, d]`.
@@ -182,13 +187,16 @@ fn policy_block(
 }
 
 /// Writes the policy bundle in `dir`: the files of the NP-BTL text bundle in `reward_bundle` (hard-linked when
-/// possible), `policy.onnx`, the policy's tokenizer, and the manifest with its `policy` entry.
+/// possible), `policy.onnx` (with its weights in `policy.onnx.data` when the model encodes to more than
+/// `inline_limit` bytes, normally [`INLINE_MODEL_LIMIT`]; see [`write_model`]), the policy's tokenizer, and the
+/// manifest with its `policy` entry.
 pub fn write_policy_bundle(
     policy: &SteerPolicy,
     base: &Base,
     defaults: GenerationParams,
     reward_bundle: &Path,
     dir: &Path,
+    inline_limit: usize,
 ) -> Result<Manifest> {
     let mut manifest = Manifest::load_and_verify(reward_bundle)?;
     if dir.exists() {
@@ -201,11 +209,12 @@ pub fn write_policy_bundle(
             fs::copy(&from, &to).map_err(Error::io(&from))?;
         }
     }
-    let graph = dir.join(POLICY_FILE);
-    fs::write(&graph, policy_graph(policy)?).map_err(Error::io(&graph))?;
+    let mut files = write_model(policy_model(policy)?, &dir.join(POLICY_FILE), inline_limit)?;
     save_tokenizer_json(&base.tokenizer, dir.join(POLICY_TOKENIZER_FILE))?;
-    for file in [POLICY_FILE, POLICY_TOKENIZER_FILE] {
-        manifest.files.push(FileEntry { path: file.into(), sha256: sha256_file(&dir.join(file))? });
+    files.push(POLICY_TOKENIZER_FILE.into());
+    for file in files {
+        let sha256 = sha256_file(&dir.join(&file))?;
+        manifest.files.push(FileEntry { path: file, sha256 });
     }
     let cfg = policy.model().config();
     manifest.policy = Some(PolicySpec {

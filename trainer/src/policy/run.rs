@@ -28,6 +28,7 @@ use crate::data::{PreferenceDataset, builtin};
 use crate::error::{Error, Result};
 use crate::eval::{EvalConfig, mean_and_stderr};
 use crate::model::{NpBtl, RewardModel};
+use crate::onnx::INLINE_MODEL_LIMIT;
 use crate::params::SeededVarMap;
 use crate::policy::base::{Base, BaseModel, load_base};
 use crate::policy::dpo::{DpoConfig, DpoMetrics, EVAL_KS, PolicyData, implicit_reward_accuracy, profiles, train_dpo};
@@ -399,7 +400,7 @@ pub fn generation_defaults(cfg: &PolicyRunConfig) -> GenerationParams {
 pub fn export_bundle(ctx: &PolicyContext, dir: &PolicyDir) -> Result<()> {
     let reward_bundle = RunDir(dir.reward()).bundle_named(NP_BTL);
     let defaults = generation_defaults(&ctx.config);
-    write_policy_bundle(&ctx.policy, &ctx.base, defaults, &reward_bundle, &dir.bundle())?;
+    write_policy_bundle(&ctx.policy, &ctx.base, defaults, &reward_bundle, &dir.bundle(), INLINE_MODEL_LIMIT)?;
     Ok(())
 }
 
@@ -471,7 +472,11 @@ pub fn load_policy(run: &Path) -> Result<(Base, SteerPolicy)> {
     let dir = PolicyDir(run.to_path_buf());
     let cfg = read_run_config(&dir)?;
     let device = crate::policy::device();
-    let base = load_base(&cfg.base, cfg.dpo.seed, &device)?;
+    let mut base = load_base(&cfg.base, cfg.dpo.seed, &device)?;
+    // The template the policy was trained and exported with, as `build_context` sets it.
+    if let Some(system) = &cfg.system_prompt {
+        base.set_system_prompt(system)?;
+    }
     let params = Arc::new(SeededVarMap::new(cfg.dpo.seed));
     let policy = SteerPolicy::new(base.model.clone(), cfg.shape, params.builder(&device))?;
     let mut varmap = params.varmap().clone();
