@@ -668,7 +668,7 @@ fn bench_policy(
             ttft.push(first);
             rate.push((batch * tokens.saturating_sub(1)) as f64 / (total - first).max(1e-9));
         }
-        rows.push(serde_json::json!({"engine": "candle", "batch": batch, "new_tokens": tokens, "ttft_ms": 1e3 * median(ttft), "tokens_per_s": median(rate)}));
+        rows.push(serde_json::json!({"engine": "candle", "batch": batch, "prompt_tokens": prompts[0].len(), "new_tokens": tokens, "ttft_ms": 1e3 * median(ttft), "tokens_per_s": median(rate)}));
     }
     Ok(serde_json::json!({"run": run, "greedy": true, "rows": rows}))
 }
