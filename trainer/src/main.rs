@@ -192,7 +192,7 @@ struct PolicyArgs {
     base: BaseName,
     /// A local Hugging Face model directory (Llama or Qwen2 architecture: config.json, *.safetensors,
     /// tokenizer.json) to start from instead of --base.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "base")]
     base_dir: Option<PathBuf>,
     /// The preference data.
     #[arg(long, value_enum, default_value = "steering")]
