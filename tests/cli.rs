@@ -88,6 +88,7 @@ fn invalid_arguments_are_rejected_with_the_expected_range() {
         (&["train-policy", "--lr=-1"][..], "`lr`: expected a positive finite number, got -1"),
         (&["train-policy", "--steps", "0"][..], "`steps`: expected >= 1, got 0"),
         (&["train-policy", "--base", "tiny", "--base-dir", "x"][..], "cannot be used with '--base-dir"),
+        (&["train-policy", "--prompts", "60,20"][..], "--prompts takes three counts"),
         // A Hugging Face directory without its tokenizer (the test fixture has the model only).
         (&["train-policy", "--base-dir", "../tests/fixtures/hf/qwen2"][..], "qwen2/tokenizer.json"),
     ] {

@@ -225,7 +225,7 @@ struct PolicyArgs {
     #[arg(long)]
     raw_z: bool,
     /// Built-in steering data: prompts per split (train, dev, eval), e.g. 160,40,40.
-    #[arg(long, value_delimiter = ',', num_args = 3)]
+    #[arg(long, value_delimiter = ',')]
     prompts: Option<Vec<usize>>,
     /// NP-BTL optimizer steps.
     #[arg(long)]
@@ -259,8 +259,11 @@ impl PolicyArgs {
             },
         };
         let mut steering = d.steering.clone();
-        if let Some([train, dev, eval]) = self.prompts.as_deref().and_then(|p| <[usize; 3]>::try_from(p).ok()) {
-            steering.prompts = [train, dev, eval];
+        if let Some(prompts) = self.prompts.as_deref() {
+            let Ok(counts) = <[usize; 3]>::try_from(prompts) else {
+                anyhow::bail!("--prompts takes three counts, train,dev,eval (e.g. 160,40,40); got {prompts:?}")
+            };
+            steering.prompts = counts;
         }
         let seed = self.seed.unwrap_or(d.dpo.seed);
         steering.seed = seed;
