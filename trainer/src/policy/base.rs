@@ -1,5 +1,6 @@
 //! The decoder a policy starts from: SmolLM2-135M-Instruct from the project cache, a local Hugging Face Llama or
-//! Qwen2 directory, or a tiny random decoder for tests. Each comes with its tokenizer, chat template and end-of-turn token.
+//! Qwen2 directory, or a tiny random decoder for tests. Each comes with its tokenizer, chat template and end-of-turn
+//! token.
 
 use std::path::{Path, PathBuf};
 
