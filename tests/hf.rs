@@ -43,10 +43,12 @@ fn max_gap(model: &LlamaModel, reference: &Reference) -> f32 {
 
 #[test]
 fn qwen2_and_llama3_directories_give_the_logits_of_transformers_issue_5() {
-    for name in ["qwen2", "llama3"] {
+    // The context length (max_position_embeddings) bounds the policy bundle's prompts; transformers' defaults.
+    for (name, context_length) in [("qwen2", 32768), ("llama3", 2048)] {
         let dir = fixture(name);
         let reference = reference(&dir);
         let model = LlamaModel::from_hf_dir(&dir, &Device::Cpu).unwrap();
+        assert_eq!(model.config().context_length, context_length);
         let gap = max_gap(&model, &reference);
         println!("{name}: max |candle - transformers {}| logits = {gap:.2e}", reference.transformers);
         assert!(gap <= 1e-4, "{name}: {gap}");

@@ -65,7 +65,7 @@ fn smollm2_english_loss_is_low_and_shuffled_is_high_issue_4() {
     }
     let cfg = model().config();
     assert_eq!((cfg.num_layers, cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads), (30, 576, 9, 3));
-    assert_eq!((cfg.intermediate_size, cfg.vocab_size), (1536, 49152));
+    assert_eq!((cfg.intermediate_size, cfg.vocab_size, cfg.context_length), (1536, 49152, 8192));
     let ids = english_ids();
     let loss = loss_of(&ids);
     let mut shuffled = ids.clone();

@@ -225,7 +225,8 @@ pub fn write_policy_bundle(
         num_kv_heads: cfg.num_kv_heads,
         head_dim: cfg.head_dim(),
         vocab_size: cfg.vocab_size,
-        max_positions: LLAMA_MAX_TOKENS,
+        // The graph's rotary tables stop at LLAMA_MAX_TOKENS; the model itself may have been trained shorter.
+        max_positions: cfg.context_length.min(LLAMA_MAX_TOKENS),
         chat_template: base.chat_template.clone(),
         eos_token_ids: vec![base.eos],
         pad_token_id: base.eos,

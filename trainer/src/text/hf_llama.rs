@@ -33,6 +33,7 @@ struct HfConfig {
     rope_theta: Option<f64>,
     #[serde(default = "default_rms_norm_eps")]
     rms_norm_eps: f64,
+    max_position_embeddings: Option<usize>,
     head_dim: Option<usize>,
     hidden_act: Option<String>,
     attention_bias: Option<bool>,
@@ -112,6 +113,7 @@ fn read_hf_shape(dir: &Path) -> Result<HfShape> {
         intermediate_size: hf.intermediate_size,
         rope_theta,
         rms_norm_eps: hf.rms_norm_eps,
+        context_length: hf.max_position_embeddings.unwrap_or(LlamaConfig::default().context_length),
         attention_bias,
         rope_scaling,
     };

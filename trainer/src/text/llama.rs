@@ -56,6 +56,9 @@ pub struct LlamaConfig {
     pub rope_theta: f64,
     /// RMSNorm epsilon, `llama.attention.layer_norm_rms_epsilon` (1e-5).
     pub rms_norm_eps: f64,
+    /// The longest sequence the model was trained for, `llama.context_length` (8192).
+    #[serde(default = "default_context_length")]
+    pub context_length: usize,
     /// Whether the query, key and value projections add a bias (`attn_q.bias` …): Qwen2 does, Llama does not.
     #[serde(default)]
     pub attention_bias: bool,
@@ -63,6 +66,11 @@ pub struct LlamaConfig {
     /// `rope_theta` gives them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rope_scaling: Option<RopeScaling>,
+}
+
+/// SmolLM2-135M's context length, assumed for configurations saved without one.
+fn default_context_length() -> usize {
+    8192
 }
 
 /// A rescaling of the rotary frequencies, as Hugging Face's `rope_scaling` describes it.
@@ -143,6 +151,7 @@ impl Default for LlamaConfig {
             intermediate_size: 1536,
             rope_theta: 100_000.0,
             rms_norm_eps: 1e-5,
+            context_length: default_context_length(),
             attention_bias: false,
             rope_scaling: None,
         }
@@ -162,6 +171,7 @@ impl LlamaConfig {
             intermediate_size: 48,
             rope_theta: 10_000.0,
             rms_norm_eps: 1e-5,
+            context_length: default_context_length(),
             attention_bias: false,
             rope_scaling: None,
         }
@@ -195,6 +205,10 @@ impl LlamaConfig {
             intermediate_size: count("llama.feed_forward_length")?,
             rope_theta: float("llama.rope.freq_base")?,
             rms_norm_eps: float("llama.attention.layer_norm_rms_epsilon")?,
+            context_length: match metadata.get("llama.context_length") {
+                Some(_) => count("llama.context_length")?,
+                None => default_context_length(),
+            },
             attention_bias: false,
             rope_scaling: None,
         };
