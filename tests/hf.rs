@@ -27,6 +27,18 @@ fn reference(dir: &Path) -> Reference {
     serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap()).unwrap()
 }
 
+/// The fixture `name` loaded after `edit` has changed its `config.json` (in a temporary copy).
+fn load_with_config(name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> LlamaModel {
+    let dir = fixture(name);
+    let copy = tempfile::tempdir().unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    edit(&mut config);
+    std::fs::write(copy.path().join("config.json"), config.to_string()).unwrap();
+    std::fs::copy(dir.join("model.safetensors"), copy.path().join("model.safetensors")).unwrap();
+    LlamaModel::from_hf_dir(copy.path(), &Device::Cpu).unwrap()
+}
+
 /// The largest |candle − transformers| over every real token's logits.
 fn max_gap(model: &LlamaModel, reference: &Reference) -> f32 {
     let ids = Tensor::new(reference.input_ids.clone(), &Device::Cpu).unwrap();
@@ -54,17 +66,10 @@ fn qwen2_and_llama3_directories_give_the_logits_of_transformers_issue_5() {
         assert!(gap <= 1e-4, "{name}: {gap}");
     }
     // The checks have teeth: without Llama 3's rotary scaling the same weights give other logits.
-    let dir = fixture("llama3");
-    let plain = {
-        let copy = tempfile::tempdir().unwrap();
-        let mut config: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let plain = load_with_config("llama3", |config| {
         config["rope_parameters"] = serde_json::json!({"rope_type": "default", "rope_theta": 10000.0});
-        std::fs::write(copy.path().join("config.json"), config.to_string()).unwrap();
-        std::fs::copy(dir.join("model.safetensors"), copy.path().join("model.safetensors")).unwrap();
-        LlamaModel::from_hf_dir(copy.path(), &Device::Cpu).unwrap()
-    };
-    let unscaled = max_gap(&plain, &reference(&dir));
+    });
+    let unscaled = max_gap(&plain, &reference(&fixture("llama3")));
     println!("llama3 without its rope scaling: max gap {unscaled:.2e}");
     assert!(unscaled > 1e-2, "{unscaled}");
 }
@@ -74,23 +79,18 @@ fn qwen2_and_llama3_directories_give_the_logits_of_transformers_issue_5() {
 #[test]
 fn transformers_4_configs_load_the_same_issue_5() {
     for name in ["qwen2", "llama3"] {
-        let dir = fixture(name);
-        let copy = tempfile::tempdir().unwrap();
-        let mut config: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
-        let object = config.as_object_mut().unwrap();
-        let mut rope = object.remove("rope_parameters").unwrap();
-        object.insert("rope_theta".into(), rope.as_object_mut().unwrap().remove("rope_theta").unwrap());
-        if rope["rope_type"] != "default" {
-            let kind = rope.as_object_mut().unwrap().remove("rope_type").unwrap();
-            rope["type"] = kind;
-            object.insert("rope_scaling".into(), rope);
-        }
-        object.remove("layer_types");
-        std::fs::write(copy.path().join("config.json"), config.to_string()).unwrap();
-        std::fs::copy(dir.join("model.safetensors"), copy.path().join("model.safetensors")).unwrap();
-        let model = LlamaModel::from_hf_dir(copy.path(), &Device::Cpu).unwrap();
-        let gap = max_gap(&model, &reference(&dir));
+        let model = load_with_config(name, |config| {
+            let object = config.as_object_mut().unwrap();
+            let mut rope = object.remove("rope_parameters").unwrap();
+            object.insert("rope_theta".into(), rope.as_object_mut().unwrap().remove("rope_theta").unwrap());
+            if rope["rope_type"] != "default" {
+                let kind = rope.as_object_mut().unwrap().remove("rope_type").unwrap();
+                rope["type"] = kind;
+                object.insert("rope_scaling".into(), rope);
+            }
+            object.remove("layer_types");
+        });
+        let gap = max_gap(&model, &reference(&fixture(name)));
         assert!(gap <= 1e-4, "{name} (4.x config): {gap}");
     }
 }

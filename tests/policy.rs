@@ -14,7 +14,7 @@ use steer_runtime::LoadOptions;
 use steer_runtime::policy_spec::policy_io;
 use steer_trainer::onnx::write_model;
 use steer_trainer::params::SeededVarMap;
-use steer_trainer::policy::export::{policy_graph, policy_model};
+use steer_trainer::policy::export::policy_model;
 use steer_trainer::policy::{PolicyShape, SteerPolicy};
 use steer_trainer::text::llama::{KvCache, LlamaConfig, LlamaModel};
 
@@ -113,7 +113,8 @@ fn policy_onnx_matches_candle_for_qwen2_and_llama3_bases_issue_5() {
 /// checks that the graph holds `vocab_tables` vocabulary-wide tables.
 fn check_export(policy: &SteerPolicy, vocab_tables: usize) {
     let cfg = policy.model().config().clone();
-    let bytes = policy_graph(policy).unwrap();
+    let onnx_model = policy_model(policy).unwrap();
+    let bytes = prost::Message::encode_to_vec(&onnx_model);
     let mut session = session(&bytes);
 
     // Two users in one batch: row 0 has 5 prompt tokens, row 1 has 3 (left-padded with 2 padding slots).
@@ -200,7 +201,7 @@ fn check_export(policy: &SteerPolicy, vocab_tables: usize) {
     // ONNX Runtime loads it from disk to the same logits.
     let files = tempfile::tempdir().unwrap();
     let path = files.path().join("policy.onnx");
-    let written = write_model(policy_model(policy).unwrap(), &path, 0).unwrap();
+    let written = write_model(onnx_model, &path, 0).unwrap();
     assert_eq!(written, ["policy.onnx", "policy.onnx.data"]);
     let (graph_bytes, data_bytes) =
         (std::fs::metadata(&path).unwrap().len(), std::fs::metadata(files.path().join(&written[1])).unwrap().len());

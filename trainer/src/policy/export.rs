@@ -34,11 +34,6 @@ const SEQ: Dim = Dim::Dynamic("seq");
 const TOTAL: Dim = Dim::Dynamic("total_seq");
 const PAST: Dim = Dim::Dynamic("past_seq");
 
-/// Serialises `policy` as the graph described in the [module docs](self).
-pub fn policy_graph(policy: &SteerPolicy) -> Result<Vec<u8>> {
-    Ok(prost::Message::encode_to_vec(&policy_model(policy)?))
-}
-
 /// `policy` as the ONNX model described in the [module docs](self), to write with [`write_model`].
 pub fn policy_model(policy: &SteerPolicy) -> Result<ModelProto> {
     let model = policy.model();

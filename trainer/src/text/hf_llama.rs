@@ -61,11 +61,7 @@ struct HfShape {
     tied: Option<bool>,
 }
 
-/// Reads `dir/config.json` as a [`LlamaConfig`]; `model_type` must be `llama` or `qwen2`.
-pub fn hf_llama_config(dir: &Path) -> Result<LlamaConfig> {
-    Ok(read_hf_shape(dir)?.cfg)
-}
-
+/// Reads `dir/config.json`; `model_type` must be `llama` or `qwen2`.
 fn read_hf_shape(dir: &Path) -> Result<HfShape> {
     let path = dir.join("config.json");
     let text = std::fs::read_to_string(&path).map_err(Error::io(&path))?;
