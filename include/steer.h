@@ -776,6 +776,30 @@ steer_status steer_model_infer_profiles(const struct steer_model *model,
                                         size_t out_capacity);
 
 /**
+ * Infers the profiles of `batch` users in one run, each from their own number of choices, like
+ * `steer_model_infer_profiles`, and writes them as `batch` profile handles to `out_profiles[0 .. batch]`. Each
+ * profile remembers this model's encoder, so the batch calls that take profiles (`steer_model_score_profile_batch`,
+ * ...) refuse it with another bundle's model. The caller owns the profiles and releases each with
+ * `steer_profile_free`.
+ *
+ * `chosen`, `rejected`, `k`, `max_k` and the errors are as for `steer_model_infer_profiles`; `out_profiles` NULL:
+ * `STEER_STATUS_NULL_ARGUMENT`. On failure nothing is written to `out_profiles`. Thread-safe.
+ *
+ * # Safety
+ * `model` is NULL or a live handle from `steer_model_load`; `chosen` and `rejected` are NULL or point to
+ * `batch * max_k * d` floats; `k` is NULL or points to `batch` values; `out_profiles` is NULL or valid for writing
+ * `batch` pointers.
+ */
+steer_status steer_model_infer_profile_batch(const struct steer_model *model,
+                                             const float *chosen,
+                                             const float *rejected,
+                                             const size_t *k,
+                                             size_t batch,
+                                             size_t max_k,
+                                             size_t d,
+                                             struct steer_profile **out_profiles);
+
+/**
  * Infers the profiles of `batch` users from input padded the way the encoder graph takes it, and writes them to
  * `out_z` as `batch × latent_dim` floats.
  *
@@ -800,6 +824,26 @@ steer_status steer_model_infer_profiles_padded(const struct steer_model *model,
                                                size_t d,
                                                float *out_z,
                                                size_t out_capacity);
+
+/**
+ * Infers the profiles of `batch` users from padded input, like `steer_model_infer_profiles_padded`, and writes them
+ * as `batch` profile handles to `out_profiles[0 .. batch]`, each remembering this model's encoder (see
+ * `steer_model_infer_profile_batch`). The caller releases each with `steer_profile_free`.
+ *
+ * `context`, `mask`, `k` and the errors are as for `steer_model_infer_profiles_padded`; `out_profiles` NULL:
+ * `STEER_STATUS_NULL_ARGUMENT`. On failure nothing is written to `out_profiles`. Thread-safe.
+ *
+ * # Safety
+ * `model` is NULL or a live handle from `steer_model_load`; `context` is NULL or points to `batch * k * 2 * d`
+ * floats and `mask` to `batch * k` floats; `out_profiles` is NULL or valid for writing `batch` pointers.
+ */
+steer_status steer_model_infer_profile_batch_padded(const struct steer_model *model,
+                                                    const float *context,
+                                                    const float *mask,
+                                                    size_t batch,
+                                                    size_t k,
+                                                    size_t d,
+                                                    struct steer_profile **out_profiles);
 
 /**
  * Scores `n` options for the user with `profile`: writes one reward per option to `out_rewards` (`n` floats),
@@ -846,7 +890,9 @@ steer_status steer_model_preference(const struct steer_model *model,
 
 /**
  * Scores a batch: user `i` (row `i` of `z`, `batch × latent_dim` floats, e.g. from `steer_model_infer_profiles`)
- * gets the `n` options in row `i` of `options` (`batch × n × d` floats). Writes `batch × n` rewards to
+ * gets the `n` options in row `i` of `options` (`batch × n × d` floats). Raw floats carry no record of the encoder
+ * that made them (like `steer_profile_new`'s), so a profile from another bundle cannot be refused here:
+ * `steer_model_score_profile_batch` takes profile handles and checks them. Writes `batch × n` rewards to
  * `out_rewards` and, if `out_stds` is not NULL, `batch × n` standard deviations to `out_stds` (0 except for dpl).
  * All users run in one batch.
  *
@@ -872,7 +918,8 @@ steer_status steer_model_score_batch(const struct steer_model *model,
 /**
  * Preference probabilities for a batch: entry `[i, j]` of `out_probabilities` (`batch × n` floats) is the
  * probability that user `i` (row `i` of `z`, `batch × latent_dim` floats) prefers option `a[i, j]` over option
- * `b[i, j]` (`a` and `b` are `batch × n × d` floats). Scores `a` and `b` in one run.
+ * `b[i, j]` (`a` and `b` are `batch × n × d` floats). Scores `a` and `b` in one run. Raw floats cannot be checked
+ * for the encoder that made them: `steer_model_preference_profile_batch` takes profile handles and checks them.
  *
  * For btl and dpl `latent_dim` is 0 and `z` may be NULL. `latent_dim` or `d` not the model's:
  * `STEER_STATUS_SHAPE_MISMATCH`; `batch` or `n` 0: `STEER_STATUS_EMPTY_INPUT`; NaN or infinity:
@@ -892,6 +939,55 @@ steer_status steer_model_preference_batch(const struct steer_model *model,
                                           size_t n,
                                           size_t d,
                                           float *out_probabilities);
+
+/**
+ * Scores a batch of users given as profile handles: user `i` (`profiles[i]`) gets the `n` options in row `i` of
+ * `options` (`batch × n × d` floats); outputs as for `steer_model_score_batch`. Each profile is checked as in
+ * `steer_model_score`: one inferred by another bundle's encoder is `STEER_STATUS_PROFILE_SPACE`, one of the wrong
+ * length `STEER_STATUS_PROFILE_LENGTH`. Prefer this to `steer_model_score_batch`, whose raw floats cannot be
+ * checked for where they came from. Users whose profiles are stored apart (from different calls) can share one
+ * batch.
+ *
+ * `profiles` holds `batch` handles (btl and dpl take their empty profiles). `batch` or `n` 0:
+ * `STEER_STATUS_EMPTY_INPUT`; `d` not the model's: `STEER_STATUS_SHAPE_MISMATCH`; NaN or infinity:
+ * `STEER_STATUS_NON_FINITE`; `model`, `profiles`, one of its handles or `out_rewards` NULL, or `options` NULL
+ * although it has elements: `STEER_STATUS_NULL_ARGUMENT` (a NULL handle is named, e.g. `profiles[2]`). On failure
+ * nothing is written. Thread-safe.
+ *
+ * # Safety
+ * `model` is NULL or a live handle; `profiles` is NULL or points to `batch` pointers, each NULL or a live profile
+ * handle; `options` is NULL or points to `batch * n * d` floats; `out_rewards` and `out_stds` are NULL or valid
+ * for writing `batch * n` floats.
+ */
+steer_status steer_model_score_profile_batch(const struct steer_model *model,
+                                             const struct steer_profile *const *profiles,
+                                             size_t batch,
+                                             const float *options,
+                                             size_t n,
+                                             size_t d,
+                                             float *out_rewards,
+                                             float *out_stds);
+
+/**
+ * Preference probabilities for a batch of users given as profile handles: entry `[i, j]` of `out_probabilities`
+ * (`batch × n` floats) is the probability that user `i` (`profiles[i]`) prefers option `a[i, j]` over `b[i, j]`
+ * (`a` and `b` are `batch × n × d` floats). Profiles are checked as in `steer_model_score_profile_batch`
+ * (`STEER_STATUS_PROFILE_SPACE`, `STEER_STATUS_PROFILE_LENGTH`); the other errors are those of
+ * `steer_model_preference_batch`. On failure nothing is written. Thread-safe.
+ *
+ * # Safety
+ * `model` is NULL or a live handle; `profiles` is NULL or points to `batch` pointers, each NULL or a live profile
+ * handle; `a` and `b` are NULL or point to `batch * n * d` floats each; `out_probabilities` is NULL or valid for
+ * writing `batch * n` floats.
+ */
+steer_status steer_model_preference_profile_batch(const struct steer_model *model,
+                                                  const struct steer_profile *const *profiles,
+                                                  size_t batch,
+                                                  const float *a,
+                                                  const float *b,
+                                                  size_t n,
+                                                  size_t d,
+                                                  float *out_probabilities);
 
 /**
  * Infers a user's profile from `k` of their choices between two responses, given as text, and writes it to
@@ -949,6 +1045,27 @@ steer_status steer_model_infer_profiles_text(const struct steer_model *model,
                                              size_t out_capacity);
 
 /**
+ * Infers the profiles of `batch` users from their choices given as text, like `steer_model_infer_profiles_text`,
+ * and writes them as `batch` profile handles to `out_profiles[0 .. batch]`, each remembering this model's encoder
+ * (see `steer_model_infer_profile_batch`). The caller releases each with `steer_profile_free`.
+ *
+ * `prompts`, `chosen`, `rejected`, `k` and the errors are as for `steer_model_infer_profiles_text`;
+ * `out_profiles` NULL: `STEER_STATUS_NULL_ARGUMENT`. On failure nothing is written to `out_profiles`. Thread-safe.
+ *
+ * # Safety
+ * `model` is NULL or a live handle from `steer_model_load`; `k` is NULL or points to `batch` values; `prompts`,
+ * `chosen` and `rejected` are NULL or point to `k[0] + … + k[batch − 1]` pointers, each NULL or to a
+ * NUL-terminated string; `out_profiles` is NULL or valid for writing `batch` pointers.
+ */
+steer_status steer_model_infer_profile_batch_text(const struct steer_model *model,
+                                                  const char *const *prompts,
+                                                  const char *const *chosen,
+                                                  const char *const *rejected,
+                                                  const size_t *k,
+                                                  size_t batch,
+                                                  struct steer_profile **out_profiles);
+
+/**
  * Scores `n` responses to `prompt` for the user with `profile`: writes one reward per response to `out_rewards`
  * (`n` floats) and, if `out_stds` is not NULL, one standard deviation per response to `out_stds` (`n` floats; 0
  * except for dpl); the text form of `steer_model_score`. A higher reward means the user likes the response more.
@@ -977,7 +1094,8 @@ steer_status steer_model_score_text(const struct steer_model *model,
 /**
  * Scores a batch of text: user `i` (row `i` of `z`, `batch × latent_dim` floats, e.g. from
  * `steer_model_infer_profiles_text`) gets the `n` responses `responses[i × n] … responses[i × n + n − 1]` to
- * `prompts[i]`. Writes `batch × n` rewards to `out_rewards` and, if `out_stds` is not NULL, `batch × n` standard
+ * `prompts[i]`. Raw floats cannot be checked for the encoder that made them: `steer_model_score_text_profile_batch`
+ * takes profile handles and checks them. Writes `batch × n` rewards to `out_rewards` and, if `out_stds` is not NULL, `batch × n` standard
  * deviations to `out_stds` (0 except for dpl); the text form of `steer_model_score_batch`. All responses are
  * embedded together and all users run in one batch.
  *
@@ -1003,6 +1121,27 @@ steer_status steer_model_score_text_batch(const struct steer_model *model,
                                           size_t n,
                                           float *out_rewards,
                                           float *out_stds);
+
+/**
+ * Scores a batch of text for users given as profile handles: user `i` (`profiles[i]`) gets the `n` responses
+ * `responses[i × n] … responses[i × n + n − 1]` to `prompts[i]`; outputs and errors as for
+ * `steer_model_score_text_batch`, and each profile is checked as in `steer_model_score_profile_batch`
+ * (`STEER_STATUS_PROFILE_SPACE`, `STEER_STATUS_PROFILE_LENGTH`) before any text is embedded. On failure nothing is
+ * written. Thread-safe.
+ *
+ * # Safety
+ * `model` is NULL or a live handle; `profiles` is NULL or points to `batch` pointers, each NULL or a live profile
+ * handle; `prompts` is NULL or points to `batch` pointers and `responses` to `batch * n` pointers, each NULL or to
+ * a NUL-terminated string; `out_rewards` and `out_stds` are NULL or valid for writing `batch * n` floats.
+ */
+steer_status steer_model_score_text_profile_batch(const struct steer_model *model,
+                                                  const struct steer_profile *const *profiles,
+                                                  size_t batch,
+                                                  const char *const *prompts,
+                                                  const char *const *responses,
+                                                  size_t n,
+                                                  float *out_rewards,
+                                                  float *out_stds);
 
 /**
  * Writes whether the bundle has a steerable policy to `*out_has_policy`: `true` when its manifest has a `policy`,

@@ -152,6 +152,27 @@ pub(crate) unsafe fn utf8_array<'a>(
         .collect()
 }
 
+/// Borrows an array of `len` handles, none NULL. The array may be NULL only when `len` is 0; a bad element is named
+/// with its index, e.g. `profiles[2]`.
+///
+/// # Safety
+/// `ptr` is NULL or points to `len` pointers, each NULL or to a live `T` that is not written during `'a`.
+pub(crate) unsafe fn handles<'a, T>(
+    ptr: *const *const T,
+    len: usize,
+    argument: &str,
+    expected: &str,
+) -> Result<Vec<&'a T>, Failure> {
+    // SAFETY: forwarded contract.
+    let pointers = unsafe { slice(ptr, len, argument, "handle") }?;
+    pointers
+        .iter()
+        .enumerate()
+        // SAFETY: each element is NULL or a live handle (the caller's contract).
+        .map(|(i, &element)| unsafe { handle(element, &format!("{argument}[{i}]"), expected) })
+        .collect()
+}
+
 /// An out-parameter, checked when the call starts and written only when it succeeds.
 pub(crate) struct Out<T>(*mut T);
 
@@ -174,6 +195,39 @@ impl<T> Out<T> {
     pub(crate) fn write(self, value: T) {
         // SAFETY: checked in `new`, whose caller guaranteed the pointer is writable for the call.
         unsafe { self.0.write(value) }
+    }
+}
+
+/// A caller-provided array of `len` handle slots, checked when the call starts and filled only when it succeeds.
+pub(crate) struct OutHandles<T> {
+    ptr: *mut *mut T,
+    len: usize,
+}
+
+impl<T> OutHandles<T> {
+    /// Checks an array of `len` slots; NULL is allowed only when `len` is 0.
+    ///
+    /// # Safety
+    /// `ptr` is NULL or valid for writing `len` pointers until the call returns.
+    pub(crate) unsafe fn new(ptr: *mut *mut T, len: usize, argument: &str) -> Result<OutHandles<T>, Failure> {
+        if len.checked_mul(size_of::<*mut T>()).is_none_or(|bytes| bytes > isize::MAX as usize) {
+            return Err(Failure::invalid(argument, format_args!("has {len} slots, which is too large")));
+        }
+        if len > 0 && ptr.is_null() {
+            return Err(Failure::null(argument, &format!("an array of {len} handle slots")));
+        }
+        if len > 0 && !ptr.is_aligned() {
+            return Err(Failure::invalid(argument, "is not aligned for a pointer"));
+        }
+        Ok(OutHandles { ptr, len })
+    }
+
+    /// Hands each value to the caller as a handle, in order; the call built exactly `len` of them.
+    pub(crate) fn write(self, values: Vec<T>) {
+        for (i, value) in values.into_iter().take(self.len).enumerate() {
+            // SAFETY: checked in `new` (non-NULL, aligned, writable for `len` pointers) and `i < len`.
+            unsafe { self.ptr.add(i).write(Box::into_raw(Box::new(value))) }
+        }
     }
 }
 

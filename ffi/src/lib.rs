@@ -141,7 +141,10 @@ pub use generate::{
     steer_generation_prompt_tokens, steer_generation_text, steer_generation_token_count, steer_generation_tokens,
     steer_model_generate, steer_model_generate_best_of_n, steer_model_has_policy, steer_token_callback,
 };
-pub use infer::{steer_model_infer_profile, steer_model_infer_profiles, steer_model_infer_profiles_padded};
+pub use infer::{
+    steer_model_infer_profile, steer_model_infer_profile_batch, steer_model_infer_profile_batch_padded,
+    steer_model_infer_profiles, steer_model_infer_profiles_padded,
+};
 pub use last_error::steer_last_error_message;
 pub use model::{
     steer_kind, steer_kind_name, steer_model, steer_model_embedding_dim, steer_model_execution_provider,
@@ -155,10 +158,13 @@ pub use options::{
     steer_options_set_session_pool_size,
 };
 pub use profile::{steer_profile, steer_profile_free, steer_profile_latent_dim, steer_profile_new, steer_profile_read};
-pub use score::{steer_model_preference, steer_model_preference_batch, steer_model_score, steer_model_score_batch};
+pub use score::{
+    steer_model_preference, steer_model_preference_batch, steer_model_preference_profile_batch, steer_model_score,
+    steer_model_score_batch, steer_model_score_profile_batch,
+};
 pub use status::{steer_status, steer_status_name};
 pub use text::{
-    steer_model_infer_profile_text, steer_model_infer_profiles_text, steer_model_score_text,
-    steer_model_score_text_batch,
+    steer_model_infer_profile_batch_text, steer_model_infer_profile_text, steer_model_infer_profiles_text,
+    steer_model_score_text, steer_model_score_text_batch, steer_model_score_text_profile_batch,
 };
 pub use version::{STEER_ABI_VERSION, steer_abi_version, steer_version};

@@ -1,9 +1,10 @@
 //! `steer_profile`: a user's profile (the vector z), made from floats or by `steer_model_infer_profile`, and read
 //! back as floats.
 
-use steer_runtime::Profile;
+use ndarray::ArrayView2;
+use steer_runtime::{Error, Model, Profile};
 
-use crate::args::{Out, OutFloats, elements, floats, handle};
+use crate::args::{self, Out, OutFloats, elements, floats, handle};
 use crate::boundary::{Failure, call, guard};
 use crate::status::steer_status;
 
@@ -30,6 +31,42 @@ pub(crate) unsafe fn profile<'a>(profile: *const steer_profile) -> Result<&'a Pr
 /// Moves a profile to the heap and hands it to the caller.
 pub(crate) fn into_handle(profile: Profile) -> *mut steer_profile {
     Box::into_raw(Box::new(steer_profile { profile }))
+}
+
+/// Wraps profiles for [`OutHandles`](crate::args::OutHandles).
+pub(crate) fn handles(profiles: Vec<Profile>) -> Vec<steer_profile> {
+    profiles.into_iter().map(|profile| steer_profile { profile }).collect()
+}
+
+/// Borrows the profiles behind an array of `batch` handles, naming a bad one by its index (`profiles[2]`).
+///
+/// # Safety
+/// `profiles` is NULL or points to `batch` pointers, each NULL or a live handle.
+pub(crate) unsafe fn profile_batch<'a>(
+    profiles: *const *const steer_profile,
+    batch: usize,
+) -> Result<Vec<&'a Profile>, Failure> {
+    // SAFETY: forwarded contract.
+    let handles = unsafe { args::handles(profiles, batch, "profiles", PROFILE) }?;
+    Ok(handles.into_iter().map(|handle| &handle.profile).collect())
+}
+
+/// Rows of raw floats `z` `[batch, latent_dim]` as profiles with no encoder (like `steer_profile_new`'s): the input
+/// of the batch calls that take floats. A width other than the model's, or a NaN or infinity, is named as `z`.
+pub(crate) fn raw_profiles(model: &Model, z: ArrayView2<'_, f32>) -> Result<Vec<Profile>, Failure> {
+    let latent_dim = model.dims().latent_dim;
+    if z.ncols() != latent_dim {
+        return Err(Error::ShapeMismatch {
+            input: "z".into(),
+            expected: format!("[{}, {latent_dim}]", z.nrows()),
+            found: format!("{:?}", z.shape()),
+        }
+        .into());
+    }
+    if let Some(((row, column), &value)) = z.indexed_iter().find(|(_, v)| !v.is_finite()) {
+        return Err(Error::NonFinite { input: "z".into(), index: vec![row, column], value }.into());
+    }
+    Ok(z.rows().into_iter().map(|row| Profile::from_vec(row.to_vec())).collect::<Result<_, Error>>()?)
 }
 
 /// Creates a profile from `latent_dim` stored floats `z` (e.g. read earlier with `steer_profile_read`) and writes

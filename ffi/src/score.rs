@@ -2,11 +2,12 @@
 //! batch.
 
 use ndarray::{Array2, ArrayView1};
+use steer_runtime::BatchScores;
 
 use crate::args::{Out, OutFloats, array2, array3, elements, floats};
 use crate::boundary::call;
 use crate::model::{model, steer_model};
-use crate::profile::{profile, steer_profile};
+use crate::profile::{profile, profile_batch, raw_profiles, steer_profile};
 use crate::status::steer_status;
 
 /// Scores `n` options for the user with `profile`: writes one reward per option to `out_rewards` (`n` floats),
@@ -81,7 +82,9 @@ pub unsafe extern "C" fn steer_model_preference(
 }
 
 /// Scores a batch: user `i` (row `i` of `z`, `batch × latent_dim` floats, e.g. from `steer_model_infer_profiles`)
-/// gets the `n` options in row `i` of `options` (`batch × n × d` floats). Writes `batch × n` rewards to
+/// gets the `n` options in row `i` of `options` (`batch × n × d` floats). Raw floats carry no record of the encoder
+/// that made them (like `steer_profile_new`'s), so a profile from another bundle cannot be refused here:
+/// `steer_model_score_profile_batch` takes profile handles and checks them. Writes `batch × n` rewards to
 /// `out_rewards` and, if `out_stds` is not NULL, `batch × n` standard deviations to `out_stds` (0 except for dpl).
 /// All users run in one batch.
 ///
@@ -114,18 +117,15 @@ pub unsafe extern "C" fn steer_model_score_batch(
         let options = unsafe { array3(options, [batch, n, d], "options") }?;
         let rewards = unsafe { OutFloats::new(out_rewards, len.max(1), "out_rewards") }?;
         let stds = unsafe { OutFloats::optional(out_stds, len, "out_stds") }?;
-        let scores = model.score_batch(z, options)?;
-        rewards.write(&row_major(&scores.reward));
-        if let Some(stds) = stds {
-            stds.write(&scores.std.as_ref().map_or_else(|| vec![0.0; len], row_major));
-        }
+        write_scores(model.score_batch(&raw_profiles(model, z)?, options)?, rewards, stds, len);
         Ok(())
     })
 }
 
 /// Preference probabilities for a batch: entry `[i, j]` of `out_probabilities` (`batch × n` floats) is the
 /// probability that user `i` (row `i` of `z`, `batch × latent_dim` floats) prefers option `a[i, j]` over option
-/// `b[i, j]` (`a` and `b` are `batch × n × d` floats). Scores `a` and `b` in one run.
+/// `b[i, j]` (`a` and `b` are `batch × n × d` floats). Scores `a` and `b` in one run. Raw floats cannot be checked
+/// for the encoder that made them: `steer_model_preference_profile_batch` takes profile handles and checks them.
 ///
 /// For btl and dpl `latent_dim` is 0 and `z` may be NULL. `latent_dim` or `d` not the model's:
 /// `STEER_STATUS_SHAPE_MISMATCH`; `batch` or `n` 0: `STEER_STATUS_EMPTY_INPUT`; NaN or infinity:
@@ -156,9 +156,94 @@ pub unsafe extern "C" fn steer_model_preference_batch(
         let a = unsafe { array3(a, [batch, n, d], "a") }?;
         let b = unsafe { array3(b, [batch, n, d], "b") }?;
         let out = unsafe { OutFloats::new(out_probabilities, len.max(1), "out_probabilities") }?;
-        out.write(&row_major(&model.preference_batch(z, a, b)?));
+        out.write(&row_major(&model.preference_batch(&raw_profiles(model, z)?, a, b)?));
         Ok(())
     })
+}
+
+/// Scores a batch of users given as profile handles: user `i` (`profiles[i]`) gets the `n` options in row `i` of
+/// `options` (`batch × n × d` floats); outputs as for `steer_model_score_batch`. Each profile is checked as in
+/// `steer_model_score`: one inferred by another bundle's encoder is `STEER_STATUS_PROFILE_SPACE`, one of the wrong
+/// length `STEER_STATUS_PROFILE_LENGTH`. Prefer this to `steer_model_score_batch`, whose raw floats cannot be
+/// checked for where they came from. Users whose profiles are stored apart (from different calls) can share one
+/// batch.
+///
+/// `profiles` holds `batch` handles (btl and dpl take their empty profiles). `batch` or `n` 0:
+/// `STEER_STATUS_EMPTY_INPUT`; `d` not the model's: `STEER_STATUS_SHAPE_MISMATCH`; NaN or infinity:
+/// `STEER_STATUS_NON_FINITE`; `model`, `profiles`, one of its handles or `out_rewards` NULL, or `options` NULL
+/// although it has elements: `STEER_STATUS_NULL_ARGUMENT` (a NULL handle is named, e.g. `profiles[2]`). On failure
+/// nothing is written. Thread-safe.
+///
+/// # Safety
+/// `model` is NULL or a live handle; `profiles` is NULL or points to `batch` pointers, each NULL or a live profile
+/// handle; `options` is NULL or points to `batch * n * d` floats; `out_rewards` and `out_stds` are NULL or valid
+/// for writing `batch * n` floats.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn steer_model_score_profile_batch(
+    model: *const steer_model,
+    profiles: *const *const steer_profile,
+    batch: usize,
+    options: *const f32,
+    n: usize,
+    d: usize,
+    out_rewards: *mut f32,
+    out_stds: *mut f32,
+) -> steer_status {
+    call("steer_model_score_profile_batch", || {
+        let len = elements("out_rewards", &[batch, n])?;
+        // SAFETY: the caller's contract, for each argument.
+        let model = unsafe { self::model(model) }?;
+        let profiles = unsafe { profile_batch(profiles, batch) }?;
+        let options = unsafe { array3(options, [batch, n, d], "options") }?;
+        let rewards = unsafe { OutFloats::new(out_rewards, len.max(1), "out_rewards") }?;
+        let stds = unsafe { OutFloats::optional(out_stds, len, "out_stds") }?;
+        write_scores(model.score_batch(&profiles, options)?, rewards, stds, len);
+        Ok(())
+    })
+}
+
+/// Preference probabilities for a batch of users given as profile handles: entry `[i, j]` of `out_probabilities`
+/// (`batch × n` floats) is the probability that user `i` (`profiles[i]`) prefers option `a[i, j]` over `b[i, j]`
+/// (`a` and `b` are `batch × n × d` floats). Profiles are checked as in `steer_model_score_profile_batch`
+/// (`STEER_STATUS_PROFILE_SPACE`, `STEER_STATUS_PROFILE_LENGTH`); the other errors are those of
+/// `steer_model_preference_batch`. On failure nothing is written. Thread-safe.
+///
+/// # Safety
+/// `model` is NULL or a live handle; `profiles` is NULL or points to `batch` pointers, each NULL or a live profile
+/// handle; `a` and `b` are NULL or point to `batch * n * d` floats each; `out_probabilities` is NULL or valid for
+/// writing `batch * n` floats.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn steer_model_preference_profile_batch(
+    model: *const steer_model,
+    profiles: *const *const steer_profile,
+    batch: usize,
+    a: *const f32,
+    b: *const f32,
+    n: usize,
+    d: usize,
+    out_probabilities: *mut f32,
+) -> steer_status {
+    call("steer_model_preference_profile_batch", || {
+        let len = elements("out_probabilities", &[batch, n])?;
+        // SAFETY: the caller's contract, for each argument.
+        let model = unsafe { self::model(model) }?;
+        let profiles = unsafe { profile_batch(profiles, batch) }?;
+        let a = unsafe { array3(a, [batch, n, d], "a") }?;
+        let b = unsafe { array3(b, [batch, n, d], "b") }?;
+        let out = unsafe { OutFloats::new(out_probabilities, len.max(1), "out_probabilities") }?;
+        out.write(&row_major(&model.preference_batch(&profiles, a, b)?));
+        Ok(())
+    })
+}
+
+/// Writes a batch's `[batch, n]` rewards, and its stds (zeros for point models) when the caller wants them.
+pub(crate) fn write_scores(scores: BatchScores, rewards: OutFloats, stds: Option<OutFloats>, len: usize) {
+    rewards.write(&row_major(&scores.reward));
+    if let Some(stds) = stds {
+        stds.write(&scores.std.as_ref().map_or_else(|| vec![0.0; len], row_major));
+    }
 }
 
 /// The values of a `[batch, n]` result, row by row.

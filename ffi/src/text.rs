@@ -6,12 +6,12 @@ use std::ffi::c_char;
 
 use steer_runtime::TextPair;
 
-use crate::args::{Out, OutFloats, array2, elements, slice, utf8, utf8_array};
+use crate::args::{Out, OutFloats, OutHandles, array2, elements, slice, utf8, utf8_array};
 use crate::boundary::{Failure, call};
 use crate::infer::write_z;
 use crate::model::{model, steer_model};
-use crate::profile::{into_handle, profile, steer_profile};
-use crate::score::row_major;
+use crate::profile::{handles, into_handle, profile, profile_batch, raw_profiles, steer_profile};
+use crate::score::write_scores;
 use crate::status::steer_status;
 
 /// Pairs `prompts[i]`, `chosen[i]`, `rejected[i]`.
@@ -92,30 +92,100 @@ pub unsafe extern "C" fn steer_model_infer_profiles_text(
         // SAFETY: the caller's contract, for each argument.
         let model = unsafe { self::model(model) }?;
         let k = unsafe { slice(k, batch, "k", "size_t") }?;
-        // The arrays' length is the sum of the counts, so it is checked before any of them is read.
-        let total = k
-            .iter()
-            .try_fold(0usize, |sum, &k| sum.checked_add(k))
-            .ok_or_else(|| Failure::invalid("k", "has counts whose sum is too large"))?;
+        let total = total_choices(k)?;
+        let choices = unsafe { Choices::read(prompts, chosen, rejected, total) }?;
+        let out = unsafe { OutFloats::new(out_z, out_capacity, "out_z") }?;
+        out.check_fits(elements("out_z", &[batch, model.dims().latent_dim])?, "out_z", "batch × latent_dim")?;
+        let pairs = choices.pairs();
+        write_z(out, &model.infer_profiles_text(&by_user(&pairs, k))?);
+        Ok(())
+    })
+}
+
+/// Infers the profiles of `batch` users from their choices given as text, like `steer_model_infer_profiles_text`,
+/// and writes them as `batch` profile handles to `out_profiles[0 .. batch]`, each remembering this model's encoder
+/// (see `steer_model_infer_profile_batch`). The caller releases each with `steer_profile_free`.
+///
+/// `prompts`, `chosen`, `rejected`, `k` and the errors are as for `steer_model_infer_profiles_text`;
+/// `out_profiles` NULL: `STEER_STATUS_NULL_ARGUMENT`. On failure nothing is written to `out_profiles`. Thread-safe.
+///
+/// # Safety
+/// `model` is NULL or a live handle from `steer_model_load`; `k` is NULL or points to `batch` values; `prompts`,
+/// `chosen` and `rejected` are NULL or point to `k[0] + … + k[batch − 1]` pointers, each NULL or to a
+/// NUL-terminated string; `out_profiles` is NULL or valid for writing `batch` pointers.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn steer_model_infer_profile_batch_text(
+    model: *const steer_model,
+    prompts: *const *const c_char,
+    chosen: *const *const c_char,
+    rejected: *const *const c_char,
+    k: *const usize,
+    batch: usize,
+    out_profiles: *mut *mut steer_profile,
+) -> steer_status {
+    call("steer_model_infer_profile_batch_text", || {
+        // SAFETY: the caller's contract, for each argument.
+        let model = unsafe { self::model(model) }?;
+        let k = unsafe { slice(k, batch, "k", "size_t") }?;
+        let total = total_choices(k)?;
+        let choices = unsafe { Choices::read(prompts, chosen, rejected, total) }?;
+        let out = unsafe { OutHandles::new(out_profiles, batch, "out_profiles") }?;
+        let pairs = choices.pairs();
+        out.write(handles(model.infer_profiles_text(&by_user(&pairs, k))?));
+        Ok(())
+    })
+}
+
+/// The number of choices of all users together, `k[0] + … + k[batch − 1]`; the arrays' length, so it is checked
+/// before any of them is read.
+fn total_choices(k: &[usize]) -> Result<usize, Failure> {
+    k.iter()
+        .try_fold(0usize, |sum, &k| sum.checked_add(k))
+        .ok_or_else(|| Failure::invalid("k", "has counts whose sum is too large"))
+}
+
+/// The choices of every user, concatenated: `prompts[i]`, `chosen[i]`, `rejected[i]`.
+struct Choices<'a> {
+    prompts: Vec<&'a str>,
+    chosen: Vec<&'a str>,
+    rejected: Vec<&'a str>,
+}
+
+impl<'a> Choices<'a> {
+    /// Reads `total` strings from each array.
+    ///
+    /// # Safety
+    /// Each array is NULL or points to `total` pointers, each NULL or to a NUL-terminated string not written
+    /// during `'a`.
+    unsafe fn read(
+        prompts: *const *const c_char,
+        chosen: *const *const c_char,
+        rejected: *const *const c_char,
+        total: usize,
+    ) -> Result<Choices<'a>, Failure> {
+        // SAFETY: forwarded contract, for each argument.
         let prompts = unsafe { utf8_array(prompts, total, "prompts", "the prompt of each choice") }?;
         let chosen = unsafe { utf8_array(chosen, total, "chosen", "the preferred response of each choice") }?;
         let rejected = unsafe { utf8_array(rejected, total, "rejected", "the other response of each choice") }?;
-        let out = unsafe { OutFloats::new(out_z, out_capacity, "out_z") }?;
-        out.check_fits(elements("out_z", &[batch, model.dims().latent_dim])?, "out_z", "batch × latent_dim")?;
-        let pairs = pairs(&prompts, &chosen, &rejected);
-        let mut rest = pairs.as_slice();
-        let users: Vec<&[TextPair<'_>]> = k
-            .iter()
-            .map(|&k| {
-                // The counts sum to `pairs.len()`, so each split is in range.
-                let (user, after) = rest.split_at(k.min(rest.len()));
-                rest = after;
-                user
-            })
-            .collect();
-        write_z(out, &model.infer_profiles_text(&users)?);
-        Ok(())
-    })
+        Ok(Choices { prompts, chosen, rejected })
+    }
+
+    fn pairs(&self) -> Vec<TextPair<'a>> {
+        pairs(&self.prompts, &self.chosen, &self.rejected)
+    }
+}
+
+/// Splits the concatenated pairs into users, user `b` taking the `k[b]` after those of the users before it.
+fn by_user<'p, 'a>(pairs: &'p [TextPair<'a>], k: &[usize]) -> Vec<&'p [TextPair<'a>]> {
+    let mut rest = pairs;
+    k.iter()
+        .map(|&k| {
+            // The counts sum to `pairs.len()`, so each split is in range.
+            let (user, after) = rest.split_at(k.min(rest.len()));
+            rest = after;
+            user
+        })
+        .collect()
 }
 
 /// Scores `n` responses to `prompt` for the user with `profile`: writes one reward per response to `out_rewards`
@@ -163,7 +233,8 @@ pub unsafe extern "C" fn steer_model_score_text(
 
 /// Scores a batch of text: user `i` (row `i` of `z`, `batch × latent_dim` floats, e.g. from
 /// `steer_model_infer_profiles_text`) gets the `n` responses `responses[i × n] … responses[i × n + n − 1]` to
-/// `prompts[i]`. Writes `batch × n` rewards to `out_rewards` and, if `out_stds` is not NULL, `batch × n` standard
+/// `prompts[i]`. Raw floats cannot be checked for the encoder that made them: `steer_model_score_text_profile_batch`
+/// takes profile handles and checks them. Writes `batch × n` rewards to `out_rewards` and, if `out_stds` is not NULL, `batch × n` standard
 /// deviations to `out_stds` (0 except for dpl); the text form of `steer_model_score_batch`. All responses are
 /// embedded together and all users run in one batch.
 ///
@@ -201,11 +272,44 @@ pub unsafe extern "C" fn steer_model_score_text_batch(
         let responses = unsafe { utf8_array(responses, len, "responses", "a response") }?;
         let rewards = unsafe { OutFloats::new(out_rewards, len.max(1), "out_rewards") }?;
         let stds = unsafe { OutFloats::optional(out_stds, len, "out_stds") }?;
-        let scores = model.score_text_batch(z, &prompts, &responses, n)?;
-        rewards.write(&row_major(&scores.reward));
-        if let Some(stds) = stds {
-            stds.write(&scores.std.as_ref().map_or_else(|| vec![0.0; len], row_major));
-        }
+        let scores = model.score_text_batch(&raw_profiles(model, z)?, &prompts, &responses, n)?;
+        write_scores(scores, rewards, stds, len);
+        Ok(())
+    })
+}
+
+/// Scores a batch of text for users given as profile handles: user `i` (`profiles[i]`) gets the `n` responses
+/// `responses[i × n] … responses[i × n + n − 1]` to `prompts[i]`; outputs and errors as for
+/// `steer_model_score_text_batch`, and each profile is checked as in `steer_model_score_profile_batch`
+/// (`STEER_STATUS_PROFILE_SPACE`, `STEER_STATUS_PROFILE_LENGTH`) before any text is embedded. On failure nothing is
+/// written. Thread-safe.
+///
+/// # Safety
+/// `model` is NULL or a live handle; `profiles` is NULL or points to `batch` pointers, each NULL or a live profile
+/// handle; `prompts` is NULL or points to `batch` pointers and `responses` to `batch * n` pointers, each NULL or to
+/// a NUL-terminated string; `out_rewards` and `out_stds` are NULL or valid for writing `batch * n` floats.
+#[unsafe(no_mangle)]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn steer_model_score_text_profile_batch(
+    model: *const steer_model,
+    profiles: *const *const steer_profile,
+    batch: usize,
+    prompts: *const *const c_char,
+    responses: *const *const c_char,
+    n: usize,
+    out_rewards: *mut f32,
+    out_stds: *mut f32,
+) -> steer_status {
+    call("steer_model_score_text_profile_batch", || {
+        let len = elements("out_rewards", &[batch, n])?;
+        // SAFETY: the caller's contract, for each argument.
+        let model = unsafe { self::model(model) }?;
+        let profiles = unsafe { profile_batch(profiles, batch) }?;
+        let prompts = unsafe { utf8_array(prompts, batch, "prompts", "the prompt of each row") }?;
+        let responses = unsafe { utf8_array(responses, len, "responses", "a response") }?;
+        let rewards = unsafe { OutFloats::new(out_rewards, len.max(1), "out_rewards") }?;
+        let stds = unsafe { OutFloats::optional(out_stds, len, "out_stds") }?;
+        write_scores(model.score_text_batch(&profiles, &prompts, &responses, n)?, rewards, stds, len);
         Ok(())
     })
 }

@@ -232,27 +232,19 @@ impl Api for CApi {
         k: &[usize],
         max_k: usize,
         d: usize,
-    ) -> Res<Vec<f32>> {
+    ) -> Res<Vec<CProfile>> {
         let batch = k.len();
         assert!(chosen.len() == batch * max_k * d && rejected.len() == chosen.len());
-        let len = batch * count(model, steer_model_latent_dim);
-        let mut z = vec![f32::NAN; len];
-        // SAFETY: arrays of the stated shapes, an output of `len` floats.
-        let status = unsafe {
-            steer_model_infer_profiles(
-                model.0,
-                chosen.as_ptr(),
-                rejected.as_ptr(),
-                k.as_ptr(),
-                batch,
-                max_k,
-                d,
-                z.as_mut_ptr(),
-                len,
-            )
-        };
-        check(status)?;
-        Ok(z)
+        let (c, r) = (chosen.as_ptr(), rejected.as_ptr());
+        // SAFETY: arrays of the stated shapes, `batch` handle slots out.
+        let profiles = out_profiles(batch, |out| unsafe {
+            steer_model_infer_profile_batch(model.0, c, r, k.as_ptr(), batch, max_k, d, out)
+        });
+        // SAFETY: as above, an output of `len` floats.
+        let raw = raw_z(model, batch, |z, len| unsafe {
+            steer_model_infer_profiles(model.0, c, r, k.as_ptr(), batch, max_k, d, z, len)
+        });
+        agree(profiles, raw)
     }
 
     fn infer_profiles_padded(
@@ -262,38 +254,42 @@ impl Api for CApi {
         batch: usize,
         k: usize,
         d: usize,
-    ) -> Res<Vec<f32>> {
+    ) -> Res<Vec<CProfile>> {
         assert!(context.len() == batch * k * 2 * d && mask.len() == batch * k);
-        let len = batch * count(model, steer_model_latent_dim);
-        let mut z = vec![f32::NAN; len];
-        // SAFETY: arrays of the stated shapes, an output of `len` floats.
+        let (c, m) = (context.as_ptr(), mask.as_ptr());
+        // SAFETY: arrays of the stated shapes, `batch` handle slots out.
+        let profiles = out_profiles(batch, |out| unsafe {
+            steer_model_infer_profile_batch_padded(model.0, c, m, batch, k, d, out)
+        });
+        // SAFETY: as above, an output of `len` floats.
+        let raw = raw_z(model, batch, |z, len| unsafe {
+            steer_model_infer_profiles_padded(model.0, c, m, batch, k, d, z, len)
+        });
+        agree(profiles, raw)
+    }
+
+    fn score_batch(model: &CModel, profiles: &[&CProfile], options: &[f32], n: usize, d: usize) -> Res<Scored> {
+        let batch = profiles.len();
+        assert_eq!(options.len(), batch * n * d);
+        let handles = handles(profiles);
+        let (mut reward, mut std) = (vec![f32::NAN; batch * n], vec![f32::NAN; batch * n]);
+        // SAFETY: `batch` live handles, arrays of the stated shapes, outputs of batch * n floats.
         let status = unsafe {
-            steer_model_infer_profiles_padded(
+            steer_model_score_profile_batch(
                 model.0,
-                context.as_ptr(),
-                mask.as_ptr(),
+                handles.as_ptr(),
                 batch,
-                k,
+                options.as_ptr(),
+                n,
                 d,
-                z.as_mut_ptr(),
-                len,
+                reward.as_mut_ptr(),
+                std.as_mut_ptr(),
             )
         };
         check(status)?;
-        Ok(z)
-    }
-
-    fn score_batch(
-        model: &CModel,
-        z: &[f32],
-        batch: usize,
-        latent_dim: usize,
-        options: &[f32],
-        n: usize,
-        d: usize,
-    ) -> Res<Scored> {
-        assert!(z.len() == batch * latent_dim && options.len() == batch * n * d);
-        let (mut reward, mut std) = (vec![f32::NAN; batch * n], vec![f32::NAN; batch * n]);
+        // The raw-float twin gives the same numbers for the same values.
+        let (z, latent_dim) = stacked(profiles);
+        let (mut raw_reward, mut raw_std) = (vec![f32::NAN; batch * n], vec![f32::NAN; batch * n]);
         // SAFETY: arrays of the stated shapes, outputs of batch * n floats.
         let status = unsafe {
             steer_model_score_batch(
@@ -304,26 +300,43 @@ impl Api for CApi {
                 options.as_ptr(),
                 n,
                 d,
-                reward.as_mut_ptr(),
-                std.as_mut_ptr(),
+                raw_reward.as_mut_ptr(),
+                raw_std.as_mut_ptr(),
             )
         };
-        check(status)?;
+        check(status).unwrap();
+        assert_eq!((&raw_reward, &raw_std), (&reward, &std));
         Ok(Scored { reward, std })
     }
 
     fn preference_batch(
         model: &CModel,
-        z: &[f32],
-        batch: usize,
-        latent_dim: usize,
+        profiles: &[&CProfile],
         a: &[f32],
         b: &[f32],
         n: usize,
         d: usize,
     ) -> Res<Vec<f32>> {
-        assert!(z.len() == batch * latent_dim && a.len() == batch * n * d && b.len() == a.len());
+        let batch = profiles.len();
+        assert!(a.len() == batch * n * d && b.len() == a.len());
+        let handles = handles(profiles);
         let mut p = vec![f32::NAN; batch * n];
+        // SAFETY: `batch` live handles, arrays of the stated shapes, an output of batch * n floats.
+        let status = unsafe {
+            steer_model_preference_profile_batch(
+                model.0,
+                handles.as_ptr(),
+                batch,
+                a.as_ptr(),
+                b.as_ptr(),
+                n,
+                d,
+                p.as_mut_ptr(),
+            )
+        };
+        check(status)?;
+        let (z, latent_dim) = stacked(profiles);
+        let mut raw = vec![f32::NAN; batch * n];
         // SAFETY: arrays of the stated shapes, an output of batch * n floats.
         let status = unsafe {
             steer_model_preference_batch(
@@ -335,10 +348,11 @@ impl Api for CApi {
                 b.as_ptr(),
                 n,
                 d,
-                p.as_mut_ptr(),
+                raw.as_mut_ptr(),
             )
         };
-        check(status)?;
+        check(status).unwrap();
+        assert_eq!(raw, p);
         Ok(p)
     }
 
@@ -377,26 +391,19 @@ impl Api for CApi {
         chosen: &[&str],
         rejected: &[&str],
         k: &[usize],
-    ) -> Res<Vec<f32>> {
+    ) -> Res<Vec<CProfile>> {
         assert!(prompts.len() == chosen.len() && chosen.len() == rejected.len());
         let (prompts, chosen, rejected) = (CStrings::new(prompts), CStrings::new(chosen), CStrings::new(rejected));
-        let len = k.len() * count(model, steer_model_latent_dim);
-        let mut z = vec![f32::NAN; len];
-        // SAFETY: arrays of Σk valid strings, k.len() counts, an output of `len` floats.
-        let status = unsafe {
-            steer_model_infer_profiles_text(
-                model.0,
-                prompts.as_ptr(),
-                chosen.as_ptr(),
-                rejected.as_ptr(),
-                k.as_ptr(),
-                k.len(),
-                z.as_mut_ptr(),
-                len,
-            )
-        };
-        check(status)?;
-        Ok(z)
+        let (p, c, r, batch) = (prompts.as_ptr(), chosen.as_ptr(), rejected.as_ptr(), k.len());
+        // SAFETY: arrays of Σk valid strings, k.len() counts, `batch` handle slots out.
+        let profiles = out_profiles(batch, |out| unsafe {
+            steer_model_infer_profile_batch_text(model.0, p, c, r, k.as_ptr(), batch, out)
+        });
+        // SAFETY: as above, an output of `len` floats.
+        let raw = raw_z(model, batch, |z, len| unsafe {
+            steer_model_infer_profiles_text(model.0, p, c, r, k.as_ptr(), batch, z, len)
+        });
+        agree(profiles, raw)
     }
 
     fn score_text(model: &CModel, profile: &CProfile, prompt: &str, responses: &[&str]) -> Res<Scored> {
@@ -438,16 +445,32 @@ impl Api for CApi {
 
     fn score_text_batch(
         model: &CModel,
-        z: &[f32],
-        batch: usize,
-        latent_dim: usize,
+        profiles: &[&CProfile],
         prompts: &[&str],
         responses: &[&str],
         n: usize,
     ) -> Res<Scored> {
-        assert!(z.len() == batch * latent_dim && prompts.len() == batch && responses.len() == batch * n);
+        let batch = profiles.len();
+        assert!(prompts.len() == batch && responses.len() == batch * n);
         let (prompts, responses) = (CStrings::new(prompts), CStrings::new(responses));
+        let handles = handles(profiles);
         let (mut reward, mut std) = (vec![f32::NAN; batch * n], vec![f32::NAN; batch * n]);
+        // SAFETY: `batch` live handles, arrays of the stated lengths, outputs of batch * n floats.
+        let status = unsafe {
+            steer_model_score_text_profile_batch(
+                model.0,
+                handles.as_ptr(),
+                batch,
+                prompts.as_ptr(),
+                responses.as_ptr(),
+                n,
+                reward.as_mut_ptr(),
+                std.as_mut_ptr(),
+            )
+        };
+        check(status)?;
+        let (z, latent_dim) = stacked(profiles);
+        let (mut raw_reward, mut raw_std) = (vec![f32::NAN; batch * n], vec![f32::NAN; batch * n]);
         // SAFETY: arrays of the stated lengths, outputs of batch * n floats.
         let status = unsafe {
             steer_model_score_text_batch(
@@ -458,11 +481,12 @@ impl Api for CApi {
                 prompts.as_ptr(),
                 responses.as_ptr(),
                 n,
-                reward.as_mut_ptr(),
-                std.as_mut_ptr(),
+                raw_reward.as_mut_ptr(),
+                raw_std.as_mut_ptr(),
             )
         };
-        check(status)?;
+        check(status).unwrap();
+        assert_eq!((&raw_reward, &raw_std), (&reward, &std));
         Ok(Scored { reward, std })
     }
 
@@ -701,6 +725,46 @@ impl CGeneration {
 }
 
 /// Owned NUL-terminated copies of some strings and the `const char *const *` array C takes.
+/// Runs a call that writes `batch` profile handles, and owns them.
+fn out_profiles(batch: usize, call: impl FnOnce(*mut *mut steer_profile) -> steer_status) -> Res<Vec<CProfile>> {
+    let mut slots = vec![ptr::null_mut(); batch];
+    check(call(slots.as_mut_ptr()))?;
+    assert!(slots.iter().all(|p| !p.is_null()), "a successful call fills every slot");
+    Ok(slots.into_iter().map(CProfile).collect())
+}
+
+/// Runs a call that writes `batch × latent_dim` raw floats.
+fn raw_z(model: &CModel, batch: usize, call: impl FnOnce(*mut f32, usize) -> steer_status) -> Res<Vec<f32>> {
+    let len = batch * count(model, steer_model_latent_dim);
+    let mut z = vec![f32::NAN; len];
+    check(call(z.as_mut_ptr(), len))?;
+    Ok(z)
+}
+
+/// A batch call that returns profile handles and its raw-float twin agree: the same status, the same values.
+fn agree(profiles: Res<Vec<CProfile>>, raw: Res<Vec<f32>>) -> Res<Vec<CProfile>> {
+    match (&profiles, raw) {
+        (Ok(profiles), Ok(raw)) => {
+            assert_eq!(profiles.iter().flat_map(CApi::profile_values).collect::<Vec<_>>(), raw);
+        }
+        (Err(handles), Err(raw)) => assert_eq!(handles.code, raw.code, "{} / {}", handles.message, raw.message),
+        (handles, raw) => panic!("the two forms disagree: {:?} vs {raw:?}", handles.as_ref().map(Vec::len)),
+    }
+    profiles
+}
+
+/// The handles, as a C `const steer_profile *const *` array.
+fn handles(profiles: &[&CProfile]) -> Vec<*const steer_profile> {
+    profiles.iter().map(|p| p.0.cast_const()).collect()
+}
+
+/// The profiles' floats as one `[batch, latent_dim]` array (for the raw batch calls), with `latent_dim`.
+fn stacked(profiles: &[&CProfile]) -> (Vec<f32>, usize) {
+    let z: Vec<f32> = profiles.iter().flat_map(|p| CApi::profile_values(p)).collect();
+    let latent_dim = profiles.first().map_or(0, |p| CApi::profile_values(p).len());
+    (z, latent_dim)
+}
+
 struct CStrings {
     _owned: Vec<CString>,
     pointers: Vec<*const std::ffi::c_char>,

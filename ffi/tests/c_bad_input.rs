@@ -208,6 +208,49 @@ fn every_null_pointer_is_rejected_and_out_parameters_keep_their_values() {
         expect_null(steer_model_preference_batch(m, z.as_ptr(), 1, 2, a, null(), 1, 3, o), f, "b");
         expect_null(steer_model_preference_batch(m, z.as_ptr(), 1, 2, a, b, 1, 3, null_mut()), f, "out_probabilities");
 
+        // The batch calls over profile handles (issue 14): the array, and a NULL handle in it, are named.
+        let mut slots = [null_mut::<steer_profile>(); 2];
+        let s = slots.as_mut_ptr();
+        let f = "steer_model_infer_profile_batch";
+        expect_null(steer_model_infer_profile_batch(null(), c, r, k.as_ptr(), 1, 1, 3, s), f, "model");
+        expect_null(steer_model_infer_profile_batch(m, null(), r, k.as_ptr(), 1, 1, 3, s), f, "chosen");
+        expect_null(steer_model_infer_profile_batch(m, c, r, null(), 1, 1, 3, s), f, "k");
+        expect_null(steer_model_infer_profile_batch(m, c, r, k.as_ptr(), 1, 1, 3, null_mut()), f, "out_profiles");
+        let f = "steer_model_infer_profile_batch_padded";
+        expect_null(steer_model_infer_profile_batch_padded(m, null(), mask.as_ptr(), 1, 1, 3, s), f, "context");
+        expect_null(
+            steer_model_infer_profile_batch_padded(m, six.as_ptr(), mask.as_ptr(), 1, 1, 3, null_mut()),
+            f,
+            "out_profiles",
+        );
+        let (handles, with_null) = ([p, p], [p, null()]);
+        let f = "steer_model_score_profile_batch";
+        let two = [0.5f32; 6];
+        expect_null(steer_model_score_profile_batch(null(), handles.as_ptr(), 2, two.as_ptr(), 1, 3, o, o), f, "model");
+        expect_null(steer_model_score_profile_batch(m, null(), 2, two.as_ptr(), 1, 3, o, o), f, "profiles");
+        expect_null(
+            steer_model_score_profile_batch(m, with_null.as_ptr(), 2, two.as_ptr(), 1, 3, o, o),
+            f,
+            "profiles[1]",
+        );
+        expect_null(steer_model_score_profile_batch(m, handles.as_ptr(), 2, null(), 1, 3, o, o), f, "options");
+        expect_null(
+            steer_model_score_profile_batch(m, handles.as_ptr(), 2, two.as_ptr(), 1, 3, null_mut(), o),
+            f,
+            "out_rewards",
+        );
+        let f = "steer_model_preference_profile_batch";
+        let (a, b) = (two.as_ptr(), two.as_ptr());
+        expect_null(steer_model_preference_profile_batch(m, null(), 2, a, b, 1, 3, o), f, "profiles");
+        expect_null(steer_model_preference_profile_batch(m, with_null.as_ptr(), 2, a, b, 1, 3, o), f, "profiles[1]");
+        expect_null(steer_model_preference_profile_batch(m, handles.as_ptr(), 2, a, null(), 1, 3, o), f, "b");
+        expect_null(
+            steer_model_preference_profile_batch(m, handles.as_ptr(), 2, a, b, 1, 3, null_mut()),
+            f,
+            "out_probabilities",
+        );
+        assert_eq!(slots, [null_mut(); 2], "out_profiles is written only on success");
+
         assert_eq!(prob, SENTINEL);
     }
     assert_eq!(out, [SENTINEL; 8], "out-parameters are written only on success");
@@ -484,6 +527,27 @@ fn text_calls_reject_null_pointers_and_keep_out_parameters() {
         expect_null(steer_model_score_text_batch(m, zp, 1, 2, s1, null(), 2, o, o), f, "responses");
         expect_null(steer_model_score_text_batch(m, zp, 1, 2, s1, wn, 2, o, o), f, "responses[1]");
         expect_null(steer_model_score_text_batch(m, zp, 1, 2, s1, s2, 2, null_mut(), o), f, "out_rewards");
+
+        let f = "steer_model_infer_profile_batch_text";
+        let mut slots = [null_mut::<steer_profile>(); 1];
+        expect_null(steer_model_infer_profile_batch_text(null(), s1, s1, s1, kp, 1, slots.as_mut_ptr()), f, "model");
+        expect_null(steer_model_infer_profile_batch_text(m, null(), s1, s1, kp, 1, slots.as_mut_ptr()), f, "prompts");
+        expect_null(steer_model_infer_profile_batch_text(m, s1, s1, s1, kp, 1, null_mut()), f, "out_profiles");
+        assert!(slots[0].is_null());
+        let f = "steer_model_score_text_profile_batch";
+        let (one, with_null_handle) = ([p], [null::<steer_profile>()]);
+        expect_null(steer_model_score_text_profile_batch(m, null(), 1, s1, s2, 2, o, o), f, "profiles");
+        expect_null(
+            steer_model_score_text_profile_batch(m, with_null_handle.as_ptr(), 1, s1, s2, 2, o, o),
+            f,
+            "profiles[0]",
+        );
+        expect_null(steer_model_score_text_profile_batch(m, one.as_ptr(), 1, s1, wn, 2, o, o), f, "responses[1]");
+        expect_null(
+            steer_model_score_text_profile_batch(m, one.as_ptr(), 1, s1, s2, 2, null_mut(), o),
+            f,
+            "out_rewards",
+        );
     }
     assert_eq!(out, [SENTINEL; 8], "out-parameters are written only on success");
     assert!(profile_out.is_null());

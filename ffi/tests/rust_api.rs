@@ -28,6 +28,11 @@ fn view3(data: &[f32], shape: [usize; 3]) -> ArrayView3<'_, f32> {
     ArrayView3::from_shape(shape, data).expect("the test passes consistent shapes")
 }
 
+/// A `[batch, n]` result, row by row.
+fn flat(values: &ndarray::Array2<f32>) -> Vec<f32> {
+    values.iter().copied().collect()
+}
+
 fn scored(reward: Vec<f32>, std: Option<Vec<f32>>) -> Scored {
     let std = std.unwrap_or_else(|| vec![0.0; reward.len()]);
     Scored { reward, std }
@@ -98,7 +103,7 @@ impl Api for RustApi {
         k: &[usize],
         max_k: usize,
         d: usize,
-    ) -> Res<Vec<f32>> {
+    ) -> Res<Vec<Profile>> {
         let chosen = view3(chosen, [k.len(), max_k, d]);
         let rejected = view3(rejected, [k.len(), max_k, d]);
         let contexts: Vec<Context<'_>> = k
@@ -106,7 +111,7 @@ impl Api for RustApi {
             .enumerate()
             .map(|(b, &k)| Context::new(chosen.slice(s![b, ..k, ..]), rejected.slice(s![b, ..k, ..])))
             .collect();
-        Ok(model.infer_profiles(&contexts).map_err(failure)?.iter().copied().collect())
+        model.infer_profiles(&contexts).map_err(failure)
     }
 
     fn infer_profiles_padded(
@@ -116,38 +121,26 @@ impl Api for RustApi {
         batch: usize,
         k: usize,
         d: usize,
-    ) -> Res<Vec<f32>> {
-        let z = model.infer_profiles_padded(view3(context, [batch, k, 2 * d]), view2(mask, [batch, k]));
-        Ok(z.map_err(failure)?.iter().copied().collect())
+    ) -> Res<Vec<Profile>> {
+        model.infer_profiles_padded(view3(context, [batch, k, 2 * d]), view2(mask, [batch, k])).map_err(failure)
     }
 
-    fn score_batch(
-        model: &Model,
-        z: &[f32],
-        batch: usize,
-        latent_dim: usize,
-        options: &[f32],
-        n: usize,
-        d: usize,
-    ) -> Res<Scored> {
-        let scores =
-            model.score_batch(view2(z, [batch, latent_dim]), view3(options, [batch, n, d])).map_err(failure)?;
-        let flat = |a: &ndarray::Array2<f32>| a.iter().copied().collect::<Vec<f32>>();
+    fn score_batch(model: &Model, profiles: &[&Profile], options: &[f32], n: usize, d: usize) -> Res<Scored> {
+        let scores = model.score_batch(profiles, view3(options, [profiles.len(), n, d])).map_err(failure)?;
         Ok(scored(flat(&scores.reward), scores.std.as_ref().map(flat)))
     }
 
     fn preference_batch(
         model: &Model,
-        z: &[f32],
-        batch: usize,
-        latent_dim: usize,
+        profiles: &[&Profile],
         a: &[f32],
         b: &[f32],
         n: usize,
         d: usize,
     ) -> Res<Vec<f32>> {
-        let p = model.preference_batch(view2(z, [batch, latent_dim]), view3(a, [batch, n, d]), view3(b, [batch, n, d]));
-        Ok(p.map_err(failure)?.iter().copied().collect())
+        let batch = profiles.len();
+        let p = model.preference_batch(profiles, view3(a, [batch, n, d]), view3(b, [batch, n, d]));
+        Ok(flat(&p.map_err(failure)?))
     }
 
     fn has_text(model: &Model) -> bool {
@@ -164,7 +157,7 @@ impl Api for RustApi {
         chosen: &[&str],
         rejected: &[&str],
         k: &[usize],
-    ) -> Res<Vec<f32>> {
+    ) -> Res<Vec<Profile>> {
         let pairs = text_pairs(prompts, chosen, rejected);
         let mut start = 0;
         let users: Vec<&[TextPair<'_>]> = k
@@ -174,7 +167,7 @@ impl Api for RustApi {
                 &pairs[start - k..start]
             })
             .collect();
-        Ok(model.infer_profiles_text(&users).map_err(failure)?.iter().copied().collect())
+        model.infer_profiles_text(&users).map_err(failure)
     }
 
     fn score_text(model: &Model, profile: &Profile, prompt: &str, responses: &[&str]) -> Res<Scored> {
@@ -184,15 +177,12 @@ impl Api for RustApi {
 
     fn score_text_batch(
         model: &Model,
-        z: &[f32],
-        batch: usize,
-        latent_dim: usize,
+        profiles: &[&Profile],
         prompts: &[&str],
         responses: &[&str],
         n: usize,
     ) -> Res<Scored> {
-        let scores = model.score_text_batch(view2(z, [batch, latent_dim]), prompts, responses, n).map_err(failure)?;
-        let flat = |a: &ndarray::Array2<f32>| a.iter().copied().collect::<Vec<f32>>();
+        let scores = model.score_text_batch(profiles, prompts, responses, n).map_err(failure)?;
         Ok(scored(flat(&scores.reward), scores.std.as_ref().map(flat)))
     }
 

@@ -1,5 +1,6 @@
 //! [`Model`]: a loaded bundle and the calls that run it.
 
+use std::borrow::Borrow;
 use std::ops::ControlFlow;
 use std::path::Path;
 
@@ -119,18 +120,18 @@ impl Model {
         Ok(Profile::from_encoder(z.into_iter().collect(), self.profile_space()))
     }
 
-    /// Infers one profile per user, each from its own context (`k` may differ per user). Returns
-    /// `[users, latent_dim]`; row `b` is user `b`'s profile. All users run in one batch.
-    pub fn infer_profiles(&self, contexts: &[Context<'_>]) -> Result<Array2<f32>> {
+    /// Infers one profile per user, each from its own context (`k` may differ per user), all users in one encoder
+    /// run. Profile `b` is user `b`'s, tagged with this model's encoder like [`Model::infer_profile`]'s.
+    pub fn infer_profiles(&self, contexts: &[Context<'_>]) -> Result<Vec<Profile>> {
         check_not_empty("contexts", contexts.len(), "at least one context")?;
         for (i, context) in contexts.iter().enumerate() {
             check_context(&format!("contexts[{i}]."), context, self.dims().embedding_dim)?;
         }
-        self.encode(contexts)
+        Ok(self.profiles(self.encode(contexts)?))
     }
 
     /// Infers profiles from already padded input: `context` `[batch, K, 2d]` with rows `[chosen ‖ rejected]`, and
-    /// `mask` `[batch, K]` with 1.0 for a real pair and 0.0 for padding. Returns `[batch, latent_dim]`.
+    /// `mask` `[batch, K]` with 1.0 for a real pair and 0.0 for padding. Returns one profile per row of the batch.
     ///
     /// `K = 0` is allowed and gives the population prior. It is sent to the graph as one padding row (mask 0), which
     /// the encoder masks out exactly as it does for any all-padding row of a batch: ONNX Runtime's CPU provider
@@ -139,7 +140,7 @@ impl Model {
         &self,
         context: ArrayView3<'_, f32>,
         mask: ArrayView2<'_, f32>,
-    ) -> Result<Array2<f32>> {
+    ) -> Result<Vec<Profile>> {
         let d = self.dims().embedding_dim;
         check_shape(io::CONTEXT, &context, &[Axis::Any("batch"), Axis::Any("k"), Axis::Is(2 * d)])?;
         let (batch, k, _) = context.dim();
@@ -147,16 +148,17 @@ impl Model {
         check_shape(io::MASK, &mask, &[Axis::Is(batch), Axis::Is(k)])?;
         check_finite(io::CONTEXT, &context)?;
         check_mask(&mask)?;
-        match &self.encoder {
-            None => Ok(Array2::zeros((batch, 0))),
+        let z = match &self.encoder {
+            None => Array2::zeros((batch, 0)),
             Some(pool) if k == 0 => run_encoder(
                 pool,
                 self.dims(),
                 Array3::zeros((batch, 1, 2 * d)).view(),
                 Array2::zeros((batch, 1)).view(),
-            ),
-            Some(pool) => run_encoder(pool, self.dims(), context, mask),
-        }
+            )?,
+            Some(pool) => run_encoder(pool, self.dims(), context, mask)?,
+        };
+        Ok(self.profiles(z))
     }
 
     /// Scores `n` options, `[n, d]`, for a user's profile. One reward per option (plus a std for DPL).
@@ -173,11 +175,13 @@ impl Model {
         })
     }
 
-    /// Scores a batch: `z` `[batch, latent_dim]` (one profile per row; `[batch, 0]` for unconditioned models) and
-    /// `options` `[batch, n, d]`. Returns `[batch, n]` rewards (and stds for DPL).
-    pub fn score_batch(&self, z: ArrayView2<'_, f32>, options: ArrayView3<'_, f32>) -> Result<BatchScores> {
-        self.check_batch(z, &[(io::OPTIONS, &options)])?;
-        self.run_reward(self.conditioning(z), options, |reward, std| BatchScores {
+    /// Scores a batch: user `i` (`profiles[i]`) gets the `n` options in row `i` of `options` `[batch, n, d]`.
+    /// Returns `[batch, n]` rewards (and stds for DPL). Each profile is checked as in [`Model::score`], so one from
+    /// another bundle's encoder is [`Error::ProfileSpace`]; unconditioned models take empty profiles. `profiles` may
+    /// hold the profiles (`&[Profile]`) or borrow them (`&[&Profile]`), so users stored apart can share a batch.
+    pub fn score_batch<P: Borrow<Profile>>(&self, profiles: &[P], options: ArrayView3<'_, f32>) -> Result<BatchScores> {
+        let z = self.check_batch(profiles, &[(io::OPTIONS, &options)])?;
+        self.run_reward(self.conditioning(z.view()), options, |reward, std| BatchScores {
             reward: reward.to_owned(),
             std: std.map(|std| std.to_owned()),
         })
@@ -200,19 +204,20 @@ impl Model {
         })
     }
 
-    /// Preference probabilities for a batch: `z` `[batch, latent_dim]`, and `a`, `b` `[batch, n, d]`. Entry
-    /// `[i, j]` is the probability that user `i` prefers `a[i, j]` over `b[i, j]`. Scores `a` and `b` in one run.
-    pub fn preference_batch(
+    /// Preference probabilities for a batch: `profiles` (one per user) and `a`, `b` `[batch, n, d]`. Entry `[i, j]`
+    /// is the probability that user `i` prefers `a[i, j]` over `b[i, j]`. Scores `a` and `b` in one run; profiles
+    /// are checked as in [`Model::score_batch`].
+    pub fn preference_batch<P: Borrow<Profile>>(
         &self,
-        z: ArrayView2<'_, f32>,
+        profiles: &[P],
         a: ArrayView3<'_, f32>,
         b: ArrayView3<'_, f32>,
     ) -> Result<Array2<f32>> {
-        self.check_batch(z, &[("a", &a), ("b", &b)])?;
+        let z = self.check_batch(profiles, &[("a", &a), ("b", &b)])?;
         let (batch, n, _) = a.dim();
         let options = concatenate(NdAxis(1), &[a, b]).map_err(|e| shape_error("a, b", e))?;
         let kind = self.kind();
-        self.run_reward(self.conditioning(z), options.view(), |reward, std| {
+        self.run_reward(self.conditioning(z.view()), options.view(), |reward, std| {
             Array2::from_shape_fn((batch, n), |(i, j)| {
                 preference_probability(kind, reward_at(&reward, &std, i, j), reward_at(&reward, &std, i, n + j))
             })
@@ -241,13 +246,18 @@ impl Model {
     /// # Ok::<(), steer_runtime::Error>(())
     /// ```
     pub fn infer_profile_text(&self, pairs: &[TextPair<'_>]) -> Result<Profile> {
-        let z = self.infer_profiles_text(&[pairs])?;
+        let z = self.encode_text(&[pairs])?;
         Ok(Profile::from_encoder(z.into_iter().collect(), self.profile_space()))
     }
 
     /// Infers one profile per user from each user's text preferences (`k` may differ per user), in one embedder
-    /// run and one encoder run. Returns `[users, latent_dim]`.
-    pub fn infer_profiles_text(&self, users: &[&[TextPair<'_>]]) -> Result<Array2<f32>> {
+    /// run and one encoder run; the text form of [`Model::infer_profiles`].
+    pub fn infer_profiles_text(&self, users: &[&[TextPair<'_>]]) -> Result<Vec<Profile>> {
+        Ok(self.profiles(self.encode_text(users)?))
+    }
+
+    /// Embeds every user's pairs in one run and encodes them: `[users, latent_dim]`.
+    fn encode_text(&self, users: &[&[TextPair<'_>]]) -> Result<Array2<f32>> {
         check_not_empty("users", users.len(), "at least one user")?;
         let embedder = self.text_embedder()?;
         let options: Vec<TextOption<'_>> = users
@@ -278,12 +288,11 @@ impl Model {
         self.score(profile, embedded.view())
     }
 
-    /// Scores a batch: row `i` is user `z[i]` (`[batch, latent_dim]`; `[batch, 0]` for unconditioned models) with
-    /// `prompts[i]` and its `n` responses `responses[i * n .. (i + 1) * n]`. Returns `[batch, n]` rewards; the text
-    /// form of [`Model::score_batch`].
-    pub fn score_text_batch(
+    /// Scores a batch: row `i` is user `profiles[i]` with `prompts[i]` and its `n` responses
+    /// `responses[i * n .. (i + 1) * n]`. Returns `[batch, n]` rewards; the text form of [`Model::score_batch`].
+    pub fn score_text_batch<P: Borrow<Profile>>(
         &self,
-        z: ArrayView2<'_, f32>,
+        profiles: &[P],
         prompts: &[&str],
         responses: &[&str],
         n: usize,
@@ -300,12 +309,18 @@ impl Model {
                 found: format!("{} responses", responses.len()),
             });
         }
+        let embedder = self.text_embedder()?;
+        // A foreign or short profile is refused before any text is embedded.
+        let z = self.stack_profiles(profiles, batch)?;
         let options: Vec<TextOption<'_>> =
             responses.iter().enumerate().map(|(j, r)| TextOption::new(prompts[j / n], r)).collect();
-        let embedded = self.text_embedder()?.embed(&options)?;
+        let embedded = embedder.embed(&options)?;
         let d = self.dims().embedding_dim;
         let options = embedded.into_shape_with_order((batch, n, d)).map_err(|e| shape_error("responses", e))?;
-        self.score_batch(z, options.view())
+        self.run_reward(self.conditioning(z.view()), options.view(), |reward, std| BatchScores {
+            reward: reward.to_owned(),
+            std: std.map(|std| std.to_owned()),
+        })
     }
 
     /// Whether the bundle has a steerable policy ([`Manifest::policy`]), so that the generation calls work.
@@ -443,10 +458,20 @@ impl Model {
         self.kind().is_conditioned().then_some(z)
     }
 
+    /// Tags encoder output `[users, latent_dim]` with this model's profile space, one profile per row.
+    fn profiles(&self, z: Array2<f32>) -> Vec<Profile> {
+        let space = self.profile_space();
+        z.rows().into_iter().map(|row| Profile::from_encoder(row.to_vec(), space.clone())).collect()
+    }
+
     /// Checks batched inputs: each option array is `[batch, n, d]` with the same batch and n, non-empty, finite;
-    /// `z` is `[batch, latent_dim]` and finite.
-    fn check_batch(&self, z: ArrayView2<'_, f32>, options: &[(&str, &ArrayView3<'_, f32>)]) -> Result<()> {
-        let Dims { embedding_dim: d, latent_dim } = self.dims();
+    /// then the profiles ([`Model::stack_profiles`]). Returns them stacked as `z` `[batch, latent_dim]`.
+    fn check_batch<P: Borrow<Profile>>(
+        &self,
+        profiles: &[P],
+        options: &[(&str, &ArrayView3<'_, f32>)],
+    ) -> Result<Array2<f32>> {
+        let d = self.dims().embedding_dim;
         let mut expected = [Axis::Any("batch"), Axis::Any("n"), Axis::Is(d)];
         for (name, array) in options {
             check_shape(name, array, &expected)?;
@@ -456,9 +481,26 @@ impl Model {
             expected = [Axis::Is(batch), Axis::Is(n), Axis::Is(d)];
         }
         let batch = options.first().map_or(0, |(_, array)| array.dim().0);
-        check_shape(io::Z, &z, &[Axis::Is(batch), Axis::Is(latent_dim)])?;
-        check_finite(io::Z, &z)?;
-        options.iter().try_for_each(|(name, array)| check_finite(name, array))
+        options.iter().try_for_each(|(name, array)| check_finite(name, array))?;
+        self.stack_profiles(profiles, batch)
+    }
+
+    /// Checks that there is one profile per row of a batch, each of this model's length and space, and stacks them
+    /// as `z` `[batch, latent_dim]`.
+    fn stack_profiles<P: Borrow<Profile>>(&self, profiles: &[P], batch: usize) -> Result<Array2<f32>> {
+        if profiles.len() != batch {
+            return Err(Error::ShapeMismatch {
+                input: "profiles".into(),
+                expected: format!("[{batch}] (one profile per row of the batch)"),
+                found: format!("[{}]", profiles.len()),
+            });
+        }
+        profiles.iter().try_for_each(|profile| self.check_profile(profile.borrow()))?;
+        let mut z = Array2::zeros((batch, self.dims().latent_dim));
+        for (mut row, profile) in z.rows_mut().into_iter().zip(profiles) {
+            row.assign(&ArrayView1::from(profile.borrow().as_slice()));
+        }
+        Ok(z)
     }
 
     /// Runs the reward graph once on `options` `[batch, n, d]` (and `z`) and hands the `reward` and `reward_std`

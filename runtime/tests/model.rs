@@ -64,10 +64,11 @@ fn np_btl_profiles_match_the_encoder() {
         Context::new(one.view(), one_rejected.view()),
     ];
     let batch = model.infer_profiles(&users).unwrap();
-    assert_eq!(batch.dim(), (3, LATENT));
+    assert_eq!(batch.len(), 3);
     for (b, user) in users.iter().enumerate() {
         let single = model.infer_profile(user.chosen, user.rejected).unwrap();
-        assert!(close(batch.row(b).as_slice().unwrap(), single.as_slice()));
+        assert!(close(batch[b].as_slice(), single.as_slice()));
+        assert_eq!(batch[b].space(), model.profile_space().as_deref(), "batch profiles carry the encoder");
     }
 
     // The padded form, including K = 0 and a non-contiguous context.
@@ -76,14 +77,20 @@ fn np_btl_profiles_match_the_encoder() {
     context.slice_mut(s![0, .., D_EMB..]).assign(&rejected);
     let mask = array![[1.0f32, 1.0], [0.0, 0.0]];
     let padded = model.infer_profiles_padded(context.view(), mask.view()).unwrap();
-    assert!(close(padded.row(0).as_slice().unwrap(), &expected));
-    assert_eq!(padded.row(1).to_vec(), vec![0.0, 0.0]);
+    assert!(close(padded[0].as_slice(), &expected));
+    assert_eq!(padded[1].as_slice(), &[0.0, 0.0]);
+    assert_eq!(padded[1].space(), model.profile_space().as_deref());
     let mut column_major = Array3::<f32>::zeros((2, 2, 2 * D_EMB).f());
     column_major.assign(&context);
     assert!(!column_major.is_standard_layout());
     assert_eq!(model.infer_profiles_padded(column_major.view(), mask.view()).unwrap(), padded);
     let empty_k = model.infer_profiles_padded(Array3::zeros((4, 0, 2 * D_EMB)).view(), Array2::zeros((4, 0)).view());
-    assert_eq!(empty_k.unwrap(), Array2::<f32>::zeros((4, LATENT)));
+    assert_eq!(empty_k.unwrap(), vec![Profile::from_vec(vec![0.0; LATENT]).unwrap(); 4]);
+}
+
+/// One stored profile per row of `z`.
+fn profiles(z: &Array2<f32>) -> Vec<Profile> {
+    z.rows().into_iter().map(|row| Profile::from_vec(row.to_vec()).unwrap()).collect()
 }
 
 #[test]
@@ -112,10 +119,11 @@ fn np_btl_scores_and_preferences_match_the_reward_graph() {
 
     // Batches: two users, their own profiles.
     let z = array![[0.5f32, -1.5], [2.0, 0.25]];
+    let users = profiles(&z);
     let mut batch_options = Array3::<f32>::zeros((2, 3, D_EMB));
     batch_options.slice_mut(s![0, .., ..]).assign(&options);
     batch_options.slice_mut(s![1, .., ..]).assign(&(&options * -2.0));
-    let batch = model.score_batch(z.view(), batch_options.view()).unwrap();
+    let batch = model.score_batch(&users, batch_options.view()).unwrap();
     assert_eq!(batch.reward.dim(), (2, 3));
     for b in 0..2 {
         let user = Profile::from_vec(z.row(b).to_vec()).unwrap();
@@ -125,7 +133,7 @@ fn np_btl_scores_and_preferences_match_the_reward_graph() {
 
     let a = batch_options.slice(s![.., 0..2, ..]).to_owned();
     let b = batch_options.slice(s![.., 1..3, ..]).to_owned();
-    let prefs = model.preference_batch(z.view(), a.view(), b.view()).unwrap();
+    let prefs = model.preference_batch(&users, a.view(), b.view()).unwrap();
     assert_eq!(prefs.dim(), (2, 2));
     for i in 0..2 {
         let user = Profile::from_vec(z.row(i).to_vec()).unwrap();
@@ -158,7 +166,7 @@ fn dpl_returns_stds_and_uses_the_distributional_preference() {
     );
     assert!((p - want).abs() < 1e-6);
 
-    let batch = model.score_batch(Array2::zeros((1, 0)).view(), options.view().insert_axis(ndarray::Axis(0))).unwrap();
+    let batch = model.score_batch(&[Profile::empty()], options.view().insert_axis(ndarray::Axis(0))).unwrap();
     assert!(close(batch.std.unwrap().row(0).as_slice().unwrap(), &std));
 }
 
@@ -168,7 +176,7 @@ fn btl_needs_no_profile_and_rejects_one() {
     let model = load(tmp.path(), ModelKind::Btl);
     assert_eq!(model.infer_profiles(&[]).unwrap_err().code(), 303);
     let padded = model.infer_profiles_padded(Array3::zeros((2, 1, 2 * D_EMB)).view(), Array2::ones((2, 1)).view());
-    assert_eq!(padded.unwrap().dim(), (2, 0));
+    assert_eq!(padded.unwrap(), vec![Profile::empty(); 2]);
     let options = array![[1.0f32, 2.0, 3.0]];
     let scores = model.score(&Profile::empty(), options.view()).unwrap();
     assert!(close(&scores.reward, &[expected_reward(ModelKind::Btl, &[1.0, 2.0, 3.0], &[]).0]));
@@ -220,20 +228,22 @@ fn bad_inputs_get_typed_errors_with_stable_codes() {
     assert_eq!((err.code(), err.to_string().as_str()), (301, "input `mask` has shape [1, 1], expected [1, 2]"));
     let err = model.infer_profiles_padded(Array3::zeros((0, 2, 2 * D_EMB)).view(), Array2::zeros((0, 2)).view());
     assert_eq!(err.unwrap_err().code(), 303);
-    // Batched calls: z rows must match the batch, z width the latent size, a and b the same shape.
+    // Batched calls: one profile per row of the batch, each of the latent size; a and b the same shape.
     let options = Array3::<f32>::zeros((2, 3, D_EMB));
-    assert_eq!(model.score_batch(Array2::zeros((3, LATENT)).view(), options.view()).unwrap_err().code(), 301);
-    assert_eq!(model.score_batch(Array2::zeros((2, 1)).view(), options.view()).unwrap_err().code(), 301);
+    let two = profiles(&Array2::zeros((2, LATENT)));
+    let err = model.score_batch(&profiles(&Array2::zeros((3, LATENT))), options.view()).unwrap_err();
     assert_eq!(
-        model.score_batch(Array2::zeros((2, LATENT)).view(), Array3::zeros((2, 0, D_EMB)).view()).unwrap_err().code(),
-        303
+        (err.code(), err.to_string().as_str()),
+        (301, "input `profiles` has shape [3], expected [2] (one profile per row of the batch)")
     );
-    let err =
-        model.preference_batch(Array2::zeros((2, LATENT)).view(), options.view(), Array3::zeros((2, 2, D_EMB)).view());
+    let err = model.score_batch(&[&two[0], &short], options.view()).unwrap_err();
+    assert!(matches!(err, Error::ProfileLength { expected: LATENT, found: 1 }), "{err:?}");
+    assert_eq!(model.score_batch(&two, Array3::zeros((2, 0, D_EMB)).view()).unwrap_err().code(), 303);
+    let err = model.preference_batch(&two, options.view(), Array3::zeros((2, 2, D_EMB)).view());
     assert_eq!(err.unwrap_err().to_string(), "input `b` has shape [2, 2, 3], expected [2, 3, 3]");
-    let mut z_nan = Array2::<f32>::zeros((2, LATENT));
-    z_nan[[1, 0]] = f32::NEG_INFINITY;
-    assert_eq!(model.score_batch(z_nan.view(), options.view()).unwrap_err().code(), 302);
+    let mut options_nan = options.clone();
+    options_nan[[1, 2, 0]] = f32::NEG_INFINITY;
+    assert_eq!(model.score_batch(&two, options_nan.view()).unwrap_err().code(), 302);
 }
 
 #[test]
@@ -404,4 +414,13 @@ fn a_profile_from_another_encoder_is_refused_issue_5() {
     assert_eq!(ours, theirs);
     model.score(&ours, options.view()).unwrap();
     model.score(&Profile::from_vec(theirs.as_slice().to_vec()).unwrap(), options.view()).unwrap();
+
+    // Batch calls check every profile too (issue 14), whether inferred alone or in a batch.
+    let batch_options = array![[[0.1f32, 0.2, 0.3]], [[0.3, 0.2, 0.1]]];
+    let err = model.score_batch(&[&ours, &theirs], batch_options.view()).unwrap_err();
+    assert_eq!(err.code(), 311, "{err}");
+    let theirs_batch = other.infer_profiles(&[Context::new(chosen.view(), rejected.view())]).unwrap();
+    let one_option = batch_options.slice(s![..1, .., ..]);
+    assert_eq!(model.preference_batch(&theirs_batch, one_option, one_option).unwrap_err().code(), 311);
+    model.score_batch(&[&ours, &ours], batch_options.view()).unwrap();
 }

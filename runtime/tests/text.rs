@@ -149,23 +149,25 @@ fn batched_text_calls_equal_one_call_per_user() {
     // Users with k = 2, 0 and 1.
     let users: [&[TextPair<'_>]; 3] = [&alice, &[], &bob];
     let z = model.infer_profiles_text(&users).unwrap();
-    assert_eq!(z.dim(), (3, LATENT));
+    assert_eq!(z.len(), 3);
     for (row, user) in users.iter().enumerate() {
         let single = model.infer_profile_text(user).unwrap();
-        assert_close(z.row(row).as_slice().unwrap(), single.as_slice());
+        assert_close(z[row].as_slice(), single.as_slice());
+        assert_eq!(z[row].space(), single.space());
     }
-    assert_eq!(z.row(1).to_vec(), vec![0.0, 0.0]);
+    assert_eq!(z[1].as_slice(), &[0.0, 0.0]);
     // Every user with k = 0 (nothing to embed), and a user with k = 0 last.
-    assert_eq!(model.infer_profiles_text(&[&[], &[]]).unwrap(), Array2::<f32>::zeros((2, LATENT)));
+    let prior = Profile::from_vec(vec![0.0; LATENT]).unwrap();
+    assert_eq!(model.infer_profiles_text(&[&[], &[]]).unwrap(), vec![prior.clone(), prior]);
     let last_empty = model.infer_profiles_text(&[&bob, &[]]).unwrap();
-    assert_close(last_empty.row(0).as_slice().unwrap(), z.row(2).as_slice().unwrap());
-    assert_eq!(last_empty.row(1).to_vec(), vec![0.0, 0.0]);
+    assert_close(last_empty[0].as_slice(), z[2].as_slice());
+    assert_eq!(last_empty[1].as_slice(), &[0.0, 0.0]);
 
     // Scores: prompts[i] with responses[i * n .. (i + 1) * n], user z[i].
     let prompts = ["the cat ?", "a dog ?", "?"];
     let responses = ["yes", "no", "good", "bad", "the mat", "a mat", "sat", "on", "dog"];
     let n = 3;
-    let scores = model.score_text_batch(z.view(), &prompts, &responses, n).unwrap();
+    let scores = model.score_text_batch(&z, &prompts, &responses, n).unwrap();
     assert_eq!(scores.reward.dim(), (3, n));
     assert!(scores.std.is_none());
     let mut options = Array3::<f32>::zeros((3, n, D_EMB));
@@ -173,11 +175,10 @@ fn batched_text_calls_equal_one_call_per_user() {
         let row: Vec<TextOption<'_>> =
             responses[i * n..(i + 1) * n].iter().map(|r| TextOption::new(prompt, r)).collect();
         options.slice_mut(s![i, .., ..]).assign(&model.embed_texts(&row).unwrap());
-        let single =
-            model.score_text(&Profile::from_vec(z.row(i).to_vec()).unwrap(), prompt, &responses[i * n..(i + 1) * n]);
+        let single = model.score_text(&z[i], prompt, &responses[i * n..(i + 1) * n]);
         assert_close(scores.reward.row(i).as_slice().unwrap(), &single.unwrap().reward);
     }
-    let by_embedding = model.score_batch(z.view(), options.view()).unwrap();
+    let by_embedding = model.score_batch(&z, options.view()).unwrap();
     assert_close(scores.reward.as_slice().unwrap(), by_embedding.reward.as_slice().unwrap());
 }
 
@@ -186,18 +187,18 @@ fn bad_text_calls_get_stable_codes() {
     let tmp = tempfile::tempdir().unwrap();
     let model = load(tmp.path(), ModelKind::NpBtl);
     let profile = model.infer_profile_text(&pairs(&ALICE)).unwrap();
-    let z = Array2::<f32>::zeros((2, LATENT));
+    let z = vec![profile.clone(), profile.clone()];
     // responses is not batch × n.
-    assert_code(model.score_text_batch(z.view(), &["a", "b"], &["yes", "no", "good"], 2), 301, "responses");
-    // z does not have a row per prompt, or the model's latent size.
-    assert_code(model.score_text_batch(z.view(), &["a"], &["yes", "no"], 2), 301, "input `z`");
-    let wide = Array2::<f32>::zeros((2, LATENT + 1));
-    assert_code(model.score_text_batch(wide.view(), &["a", "b"], &["yes", "no"], 1), 301, "input `z`");
+    assert_code(model.score_text_batch(&z, &["a", "b"], &["yes", "no", "good"], 2), 301, "responses");
+    // Not one profile per prompt, or a profile of another latent size.
+    assert_code(model.score_text_batch(&z, &["a"], &["yes", "no"], 2), 301, "input `profiles`");
+    let wide = Profile::from_vec(vec![0.0; LATENT + 1]).unwrap();
+    assert_code(model.score_text_batch(&[&profile, &wide], &["a", "b"], &["yes", "no"], 1), 305, "latent_dim = 2");
     // A count whose product overflows (and would wrap to 2) is a shape error, not a panic.
-    assert_code(model.score_text_batch(z.view(), &["a", "b"], &["yes", "no"], usize::MAX / 2 + 2), 301, "responses");
+    assert_code(model.score_text_batch(&z, &["a", "b"], &["yes", "no"], usize::MAX / 2 + 2), 301, "responses");
     // Nothing to do.
-    assert_code(model.score_text_batch(z.view(), &[], &[], 2), 303, "prompts");
-    assert_code(model.score_text_batch(z.view(), &["a", "b"], &[], 0), 303, "responses");
+    assert_code(model.score_text_batch(&z, &[], &[], 2), 303, "prompts");
+    assert_code(model.score_text_batch(&z, &["a", "b"], &[], 0), 303, "responses");
     assert_code(model.score_text(&profile, "a", &[]), 303, "responses");
     assert_code(model.infer_profiles_text(&[]), 303, "users");
     // A profile of another model.
@@ -218,7 +219,7 @@ fn unconditioned_text_bundles_score_text_without_a_profile() {
         let expected = model.score(&profile, model.embed_texts(&options).unwrap().view()).unwrap();
         assert_eq!(scores, expected);
         assert_eq!(scores.std.is_some(), kind == ModelKind::Dpl);
-        let batch = model.score_text_batch(Array2::zeros((1, 0)).view(), &["?"], &responses, 2).unwrap();
+        let batch = model.score_text_batch(&[Profile::empty()], &["?"], &responses, 2).unwrap();
         assert_close(batch.reward.as_slice().unwrap(), &scores.reward);
     }
 }
@@ -237,8 +238,7 @@ fn text_calls_on_a_bundle_without_text_say_so() {
     assert_code(model.infer_profile_text(&[]), 307, "np-btl bundle");
     assert_code(model.infer_profiles_text(&[&pairs(&ALICE), &[]]), 307, no_text);
     assert_code(model.score_text(&profile, "a", &["b"]), 307, no_text);
-    let z = Array2::<f32>::zeros((1, LATENT));
-    assert_code(model.score_text_batch(z.view(), &["a"], &["b"], 1), 307, no_text);
+    assert_code(model.score_text_batch(&[profile], &["a"], &["b"], 1), 307, no_text);
 }
 
 #[test]

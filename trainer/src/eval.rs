@@ -10,7 +10,7 @@ use ndarray::{Array2, Array3, ArrayView2};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
-use steer_runtime::Model;
+use steer_runtime::{Model, Profile};
 
 use crate::error::Result;
 use crate::model::RewardModel;
@@ -149,21 +149,26 @@ fn runtime_inputs(batch: &TaskBatch) -> Result<RuntimeInputs> {
     })
 }
 
-/// Through the runtime: each user's profile `[B, latent]` and p(a ≻ b) for every target, `[B, N]`.
-pub fn runtime_preferences(model: &Model, batch: &TaskBatch) -> Result<(Array2<f32>, Array2<f32>)> {
+/// Through the runtime: each user's profile and p(a ≻ b) for every target, `[B, N]`.
+pub fn runtime_preferences(model: &Model, batch: &TaskBatch) -> Result<(Vec<Profile>, Array2<f32>)> {
     let inputs = runtime_inputs(batch)?;
-    let z = model.infer_profiles_padded(inputs.context.view(), inputs.mask.view())?;
-    let p = model.preference_batch(z.view(), inputs.option_a.view(), inputs.option_b.view())?;
-    Ok((z, p))
+    let profiles = model.infer_profiles_padded(inputs.context.view(), inputs.mask.view())?;
+    let p = model.preference_batch(&profiles, inputs.option_a.view(), inputs.option_b.view())?;
+    Ok((profiles, p))
 }
 
 /// Per user, 100 when the model's choice on the probe pair backs the wrong type, 0 when the right
 /// one, 50 for an exact tie.
-fn identification(model: &Model, z: &Array2<f32>, batch: &TaskBatch, probe: (Vec<f32>, Vec<f32>)) -> Result<Vec<f64>> {
+fn identification(
+    model: &Model,
+    profiles: &[Profile],
+    batch: &TaskBatch,
+    probe: (Vec<f32>, Vec<f32>),
+) -> Result<Vec<f64>> {
     let (a, b) = probe;
-    let users = z.nrows();
+    let users = profiles.len();
     let tile = |o: &[f32]| Array3::from_shape_fn((users, 1, o.len()), |(_, _, i)| o[i]);
-    let p = model.preference_batch(z.view(), tile(&a).view(), tile(&b).view())?;
+    let p = model.preference_batch(profiles, tile(&a).view(), tile(&b).view())?;
     Ok((0..users)
         .map(|t| {
             let p_a = p[[t, 0]];
@@ -191,19 +196,19 @@ fn compare(candle: &Tensor, ort: ArrayView2<f32>) -> Result<Parity> {
 pub fn parity(candle_model: &RewardModel, model: &Model, batch: &TaskBatch) -> Result<Parity> {
     let inputs = runtime_inputs(batch)?;
     let t = batch.tensors(&Device::Cpu)?;
-    let z = model.infer_profiles_padded(inputs.context.view(), inputs.mask.view())?;
+    let profiles = model.infer_profiles_padded(inputs.context.view(), inputs.mask.view())?;
     let mut worst = Parity::default();
     let candle_z = match candle_model {
         RewardModel::NpBtl(m) => {
             let candle_z = m.encoder.forward(&t.context, &t.mask)?;
-            worst = worst.max(compare(&candle_z, z.view())?);
+            worst = worst.max(compare(&candle_z, stack(&profiles).view())?);
             Some(candle_z)
         }
         _ => None,
     };
     for (candle_options, ort_options) in [(&t.option_a, inputs.option_a.view()), (&t.option_b, inputs.option_b.view())]
     {
-        let scores = model.score_batch(z.view(), ort_options)?;
+        let scores = model.score_batch(&profiles, ort_options)?;
         let (reward, std) = match (candle_model, &candle_z) {
             (RewardModel::NpBtl(m), Some(candle_z)) => (m.reward(candle_options, candle_z)?, None),
             (RewardModel::Btl(m), _) => (candle_core::Module::forward(&m.reward, candle_options)?.squeeze(2)?, None),
@@ -219,7 +224,7 @@ pub fn parity(candle_model: &RewardModel, model: &Model, batch: &TaskBatch) -> R
         }
     }
     let candle_p = candle_nn::ops::sigmoid(&candle_model.logits(&t)?)?;
-    let ort_p = model.preference_batch(z.view(), inputs.option_a.view(), inputs.option_b.view())?;
+    let ort_p = model.preference_batch(&profiles, inputs.option_a.view(), inputs.option_b.view())?;
     worst.max_probability_diff = compare(&candle_p, ort_p.view())?.max_abs_diff;
     Ok(worst)
 }
@@ -317,11 +322,17 @@ fn swap_contexts(batch: &TaskBatch) -> TaskBatch {
     swapped
 }
 
-fn z_usage(model: &Model, z: &Array2<f32>, batch: &TaskBatch, n_types: usize, own: &Scored) -> Result<ZUsage> {
+/// Profiles as rows of `[users, latent_dim]`.
+fn stack(profiles: &[Profile]) -> Array2<f32> {
+    let latent = profiles.first().map_or(0, Profile::latent_dim);
+    Array2::from_shape_fn((profiles.len(), latent), |(user, l)| profiles[user].as_slice()[l])
+}
+
+fn z_usage(model: &Model, profiles: &[Profile], batch: &TaskBatch, n_types: usize, own: &Scored) -> Result<ZUsage> {
     let own = mean_accuracy(own);
     let k = batch.k_max;
     let swapped = mean_accuracy(&score(&runtime_preferences(model, &swap_contexts(batch))?.1, batch, n_types));
-    let z_spread = z.std_axis(ndarray::Axis(0), 0.0).mean().map_or(0.0, f64::from);
+    let z_spread = stack(profiles).std_axis(ndarray::Axis(0), 0.0).mean().map_or(0.0, f64::from);
     Ok(ZUsage { k, accuracy_own_context: own, accuracy_swapped_context: swapped, z_spread })
 }
 
@@ -338,17 +349,17 @@ pub fn evaluate(
     let k_largest = cfg.ks.iter().copied().max().unwrap_or(0);
     for &k in &cfg.ks {
         let batch = test_users(task, cfg, k)?;
-        let (z, p) = runtime_preferences(model, &batch)?;
+        let (profiles, p) = runtime_preferences(model, &batch)?;
         let scored = score(&p, &batch, types.len());
         let key = k.to_string();
         out.record(&types, &key, &scored);
         if let (2, Some(probe)) = (types.len(), task.identification_probe()) {
-            let (mean, se) = mean_and_stderr(&identification(model, &z, &batch, probe)?);
+            let (mean, se) = mean_and_stderr(&identification(model, &profiles, &batch, probe)?);
             out.identification_error.insert(key.clone(), mean);
             out.identification_error_stderr.insert(key, se);
         }
         if model.kind().is_conditioned() && k == k_largest && k > 0 && batch.batch > 1 {
-            out.z_usage = Some(z_usage(model, &z, &batch, types.len(), &scored)?);
+            out.z_usage = Some(z_usage(model, &profiles, &batch, types.len(), &scored)?);
         }
         if let Some(candle_model) = candle_model {
             let measured = parity(candle_model, model, &batch)?;
@@ -377,7 +388,7 @@ pub fn evaluate_oracle_posterior(oracles: &[&Model], task: &dyn PairSource, cfg:
         let batch = test_users(task, cfg, k)?;
         let inputs = runtime_inputs(&batch)?;
         let (b, d) = (batch.batch, batch.dim);
-        let no_profile = Array2::zeros((b, 0));
+        let no_profile = vec![Profile::empty(); b];
         let mut log_likelihood = Array2::<f64>::zeros((b, oracles.len()));
         let mut target_p = Vec::with_capacity(oracles.len());
         // The context pairs' two halves, split once for every oracle.
@@ -387,13 +398,9 @@ pub fn evaluate_oracle_posterior(oracles: &[&Model], task: &dyn PairSource, cfg:
             (chosen, rejected)
         });
         for (t, oracle) in oracles.iter().enumerate() {
-            target_p.push(oracle.preference_batch(
-                no_profile.view(),
-                inputs.option_a.view(),
-                inputs.option_b.view(),
-            )?);
+            target_p.push(oracle.preference_batch(&no_profile, inputs.option_a.view(), inputs.option_b.view())?);
             if let Some((chosen, rejected)) = &context {
-                let p = oracle.preference_batch(no_profile.view(), chosen.view(), rejected.view())?;
+                let p = oracle.preference_batch(&no_profile, chosen.view(), rejected.view())?;
                 for ((user, pair), &p) in p.indexed_iter() {
                     if inputs.mask[[user, pair]] > 0.0 {
                         log_likelihood[[user, t]] += f64::from(p.max(1e-12)).ln();

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use ndarray::{Array2, Array3};
 use serde::{Deserialize, Serialize};
-use steer_runtime::{LoadOptions, Model, ModelKind, TextOption};
+use steer_runtime::{LoadOptions, Model, ModelKind, Profile, TextOption};
 
 use crate::data::{LoadOptions as DataOptions, PreferenceDataset, builtin, hh_relabeled, jsonl, ultrafeedback};
 use crate::error::{Error, Result};
@@ -299,8 +299,7 @@ fn oracle_prefers_a(model: &Model, task: &TextTask) -> Result<Vec<bool>> {
     let shape_err = |e: ndarray::ShapeError| Error::Export(format!("pair layout: {e}"));
     let a = Array3::from_shape_vec((1, n, d), pool.a.clone()).map_err(shape_err)?;
     let b = Array3::from_shape_vec((1, n, d), pool.b.clone()).map_err(shape_err)?;
-    let z = Array2::zeros((1, 0));
-    let p = model.preference_batch(z.view(), a.view(), b.view())?;
+    let p = model.preference_batch(&[Profile::empty()], a.view(), b.view())?;
     Ok(p.row(0).iter().map(|&p| p > 0.5).collect())
 }
 

@@ -64,7 +64,7 @@ pub trait Api {
     fn score(model: &Self::Model, profile: &Self::Profile, options: &[f32], n: usize, d: usize) -> Res<Scored>;
     fn preference(model: &Self::Model, profile: &Self::Profile, a: &[f32], b: &[f32]) -> Res<f32>;
 
-    #[allow(clippy::too_many_arguments)]
+    /// One profile per user; user `b`'s choices are the first `k[b]` of their `max_k` padded rows.
     fn infer_profiles(
         model: &Self::Model,
         chosen: &[f32],
@@ -72,7 +72,7 @@ pub trait Api {
         k: &[usize],
         max_k: usize,
         d: usize,
-    ) -> Res<Vec<f32>>;
+    ) -> Res<Vec<Self::Profile>>;
     fn infer_profiles_padded(
         model: &Self::Model,
         context: &[f32],
@@ -80,23 +80,18 @@ pub trait Api {
         batch: usize,
         k: usize,
         d: usize,
-    ) -> Res<Vec<f32>>;
-    #[allow(clippy::too_many_arguments)]
+    ) -> Res<Vec<Self::Profile>>;
+    /// Row `i` is user `profiles[i]` with `options[i]` (`[batch, n, d]`, batch = `profiles.len()`).
     fn score_batch(
         model: &Self::Model,
-        z: &[f32],
-        batch: usize,
-        latent_dim: usize,
+        profiles: &[&Self::Profile],
         options: &[f32],
         n: usize,
         d: usize,
     ) -> Res<Scored>;
-    #[allow(clippy::too_many_arguments)]
     fn preference_batch(
         model: &Self::Model,
-        z: &[f32],
-        batch: usize,
-        latent_dim: usize,
+        profiles: &[&Self::Profile],
         a: &[f32],
         b: &[f32],
         n: usize,
@@ -117,14 +112,12 @@ pub trait Api {
         chosen: &[&str],
         rejected: &[&str],
         k: &[usize],
-    ) -> Res<Vec<f32>>;
+    ) -> Res<Vec<Self::Profile>>;
     fn score_text(model: &Self::Model, profile: &Self::Profile, prompt: &str, responses: &[&str]) -> Res<Scored>;
-    /// Row `i` is user `z[i]` with `prompts[i]` and `responses[i * n .. (i + 1) * n]`.
+    /// Row `i` is user `profiles[i]` with `prompts[i]` and `responses[i * n .. (i + 1) * n]`.
     fn score_text_batch(
         model: &Self::Model,
-        z: &[f32],
-        batch: usize,
-        latent_dim: usize,
+        profiles: &[&Self::Profile],
         prompts: &[&str],
         responses: &[&str],
         n: usize,
@@ -162,6 +155,7 @@ macro_rules! behaviour_tests {
             stored_profiles_score_like_inferred_ones,
             btl_and_dpl_need_no_profile,
             batched_calls_match_one_call_per_user,
+            batches_refuse_a_profile_from_another_encoder_issue_14,
             model_info_and_provider_fallback,
             bad_values_get_stable_codes,
             bad_bundles_get_stable_codes,
@@ -237,6 +231,16 @@ pub fn assert_code<T>(result: Res<T>, code: i32, needle: &str) {
     }
 }
 
+/// The values of a batch of profiles, row by row.
+pub fn values<A: Api>(profiles: &[A::Profile]) -> Vec<f32> {
+    profiles.iter().flat_map(A::profile_values).collect()
+}
+
+/// Borrows each profile, as the batch calls take them.
+pub fn refs<P>(profiles: &[P]) -> Vec<&P> {
+    profiles.iter().collect()
+}
+
 fn rows(flat: &[f32], d: usize) -> Vec<Vec<f32>> {
     flat.chunks(d).map(<[f32]>::to_vec).collect()
 }
@@ -267,7 +271,7 @@ pub fn k_zero_gives_the_population_prior<A: Api>() {
     let scores = A::score(&model, &prior, &OPTIONS, 3, D).unwrap();
     assert_close(&scores.reward, &[1.0, 0.5, 0.3 - 0.1]);
     let padded = A::infer_profiles_padded(&model, &[], &[], 3, 0, D).unwrap();
-    assert_eq!(padded, vec![0.0; 3 * LATENT]);
+    assert_eq!(values::<A>(&padded), vec![0.0; 3 * LATENT]);
 }
 
 pub fn np_btl_scores_and_preferences_match_the_reward_graph<A: Api>() {
@@ -344,7 +348,8 @@ pub fn batched_calls_match_one_call_per_user<A: Api>() {
     chosen[2 * max_k * D..2 * max_k * D + D].copy_from_slice(&[0.7, -0.2, 0.4]);
     rejected[2 * max_k * D..2 * max_k * D + D].copy_from_slice(&[0.0, 0.9, -0.3]);
     let k = [2, 0, 1];
-    let z = A::infer_profiles(&model, &chosen, &rejected, &k, max_k, D).unwrap();
+    let profiles = A::infer_profiles(&model, &chosen, &rejected, &k, max_k, D).unwrap();
+    let z = values::<A>(&profiles);
     assert_eq!(z.len(), batch * LATENT);
     for user in 0..batch {
         let start = user * max_k * D;
@@ -366,26 +371,32 @@ pub fn batched_calls_match_one_call_per_user<A: Api>() {
             mask[user * max_k + i] = 1.0;
         }
     }
-    assert_close(&A::infer_profiles_padded(&model, &context, &mask, batch, max_k, D).unwrap(), &z);
+    assert_close(&values::<A>(&A::infer_profiles_padded(&model, &context, &mask, batch, max_k, D).unwrap()), &z);
 
     // Scores: user i's options are OPTIONS scaled by (i + 1).
     let n = 3;
     let options: Vec<f32> = (0..batch).flat_map(|i| OPTIONS.iter().map(move |o| o * (i + 1) as f32)).collect();
-    let scores = A::score_batch(&model, &z, batch, LATENT, &options, n, D).unwrap();
+    let scores = A::score_batch(&model, &refs(&profiles), &options, n, D).unwrap();
     assert_eq!(scores.std, vec![0.0; batch * n]);
     for user in 0..batch {
-        let profile = A::profile_from(&z[user * LATENT..(user + 1) * LATENT]).unwrap();
-        let single = A::score(&model, &profile, &options[user * n * D..(user + 1) * n * D], n, D).unwrap();
+        let single = A::score(&model, &profiles[user], &options[user * n * D..(user + 1) * n * D], n, D).unwrap();
         assert_close(&scores.reward[user * n..(user + 1) * n], &single.reward);
     }
     assert_close(&scores.reward[..n], &REWARDS);
+
+    // Profiles stored apart (one inferred alone, one from stored floats) share a batch, in any order.
+    let alone = A::infer_profile(&model, &CHOSEN, &REJECTED, 2, D).unwrap();
+    let stored = A::profile_from(&z[2 * LATENT..]).unwrap();
+    let mixed = A::score_batch(&model, &[&stored, &alone], &options[..2 * n * D], n, D).unwrap();
+    assert_close(&mixed.reward[..n], &A::score(&model, &stored, &options[..n * D], n, D).unwrap().reward);
+    assert_close(&mixed.reward[n..], &A::score(&model, &alone, &options[n * D..2 * n * D], n, D).unwrap().reward);
 
     // Preferences: a = options 0 and 1, b = options 1 and 2 of each user.
     let pick = |first: usize| -> Vec<f32> {
         (0..batch).flat_map(|u| options[(u * n + first) * D..(u * n + first + 2) * D].to_vec()).collect()
     };
     let (a, b) = (pick(0), pick(1));
-    let p = A::preference_batch(&model, &z, batch, LATENT, &a, &b, 2, D).unwrap();
+    let p = A::preference_batch(&model, &refs(&profiles), &a, &b, 2, D).unwrap();
     assert_eq!(p.len(), batch * 2);
     for user in 0..batch {
         for j in 0..2 {
@@ -395,11 +406,52 @@ pub fn batched_calls_match_one_call_per_user<A: Api>() {
     }
     assert!((p[0] - P_0_OVER_1).abs() < 1e-5);
 
-    // Unconditioned models take z of width 0.
+    // Unconditioned models take their empty profiles.
     let btl = load::<A>(tmp.path(), ModelKind::Btl);
-    let flat = A::score_batch(&btl, &[], 2, 0, &options[..2 * n * D], n, D).unwrap();
+    let empty = A::infer_profiles(&btl, &chosen, &rejected, &k, max_k, D).unwrap();
+    assert_eq!(empty.len(), batch);
+    assert!(values::<A>(&empty).is_empty());
+    let flat = A::score_batch(&btl, &refs(&empty[..2]), &options[..2 * n * D], n, D).unwrap();
     assert_close(&flat.reward[..n], &[1.0, 0.5, 0.2]);
-    assert!(A::infer_profiles(&btl, &chosen, &rejected, &k, max_k, D).unwrap().is_empty());
+}
+
+/// A batch call refuses a profile from another bundle's encoder (311), as the single calls do, and names nothing
+/// else wrong: the same values as plain numbers, or inferred by this model, are accepted.
+pub fn batches_refuse_a_profile_from_another_encoder_issue_14<A: Api>() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = load::<A>(tmp.path(), ModelKind::NpBtl);
+    let other = A::load(&foreign_bundle(tmp.path()), &Options::default()).unwrap();
+    let theirs = A::infer_profile(&other, &CHOSEN, &REJECTED, 2, D).unwrap();
+    let ours = A::infer_profile(&model, &CHOSEN, &REJECTED, 2, D).unwrap();
+    assert_eq!(A::profile_values(&theirs), A::profile_values(&ours), "same graph arithmetic, another encoder");
+    let foreign = "another encoder";
+    assert_code(A::score(&model, &theirs, &OPTIONS, 3, D), 311, foreign);
+    let two = [&ours, &theirs];
+    let options = [OPTIONS, OPTIONS].concat();
+    assert_code(A::score_batch(&model, &two, &options, 3, D), 311, foreign);
+    assert_code(A::preference_batch(&model, &two, &options[..4 * D], &options[2 * D..6 * D], 2, D), 311, foreign);
+    // Batches inferred by the other model carry its encoder too.
+    let batch = A::infer_profiles(&other, &CHOSEN, &REJECTED, &[2], 2, D).unwrap();
+    assert_code(A::score_batch(&model, &refs(&batch), &OPTIONS, 3, D), 311, foreign);
+    let padded = A::infer_profiles_padded(&other, &[0.0; 2 * D], &[1.0], 1, 1, D).unwrap();
+    assert_code(A::preference_batch(&model, &refs(&padded), &OPTIONS[..D], &OPTIONS[D..2 * D], 1, D), 311, foreign);
+
+    let stored = A::profile_from(&A::profile_values(&theirs)).unwrap();
+    let accepted = A::score_batch(&model, &[&ours, &stored], &options, 3, D).unwrap();
+    assert_close(&accepted.reward, &[REWARDS, REWARDS].concat());
+    // A profile of another length.
+    let short = A::profile_from(&[1.0]).unwrap();
+    assert_code(A::score_batch(&model, &[&ours, &short], &options, 3, D), 305, "latent_dim = 2");
+}
+
+/// A bundle like [`bundle`]'s np-btl, whose encoder graph differs by an unused initializer: the same arithmetic
+/// in another profile space.
+pub fn foreign_bundle(root: &Path) -> PathBuf {
+    let dir = root.join("foreign-np-btl");
+    let encoder = fixtures::encoder_graph(D, LATENT).weight("unused", &[1], &[0.0]).into_bytes();
+    let reward = fixtures::reward_graph(ModelKind::NpBtl, D, LATENT).into_bytes();
+    write_bundle(&dir, ModelKind::NpBtl, NP_DIMS, &[("encoder.onnx", encoder), ("reward.onnx", reward)]);
+    dir
 }
 
 pub fn model_info_and_provider_fallback<A: Api>() {
@@ -457,15 +509,15 @@ pub fn bad_values_get_stable_codes<A: Api>() {
     // Nothing to score; an empty batch.
     assert_code(A::score(&model, &profile, &[], 0, D), 303, "options");
     assert_code(A::infer_profiles(&model, &[], &[], &[], 2, D), 303, "contexts");
-    assert_code(A::score_batch(&model, &[], 0, LATENT, &[], 3, D), 303, "options");
+    assert_code(A::score_batch(&model, &[], &[], 3, D), 303, "options");
     // A mask value that is neither 0 nor 1.
     assert_code(A::infer_profiles_padded(&model, &[0.0; 12], &[1.0, 0.5], 1, 2, D), 304, "0.5");
     // A profile of the wrong length, stored or batched.
     let short = A::profile_from(&[1.0]).unwrap();
     assert_code(A::score(&model, &short, &OPTIONS, 3, D), 305, "latent_dim = 2");
     assert_code(A::preference(&model, &short, &OPTIONS[..D], &OPTIONS[D..2 * D]), 305, "latent_dim = 2");
-    assert_code(A::score_batch(&model, &[0.0; 3], 1, 3, &OPTIONS, 3, D), 301, "input `z`");
-    assert_code(A::preference_batch(&model, &Z, 1, LATENT, &OPTIONS, &nan, 3, D), 302, "`b`");
+    assert_code(A::score_batch(&model, &[&short], &OPTIONS, 3, D), 305, "latent_dim = 2");
+    assert_code(A::preference_batch(&model, &[&profile], &OPTIONS, &nan, 3, D), 302, "`b`");
 }
 
 pub fn bad_bundles_get_stable_codes<A: Api>() {
@@ -578,7 +630,8 @@ pub fn batched_text_calls_match_one_call_per_user<A: Api>() {
     let prompts = [TEXT_PROMPTS[0], TEXT_PROMPTS[1], "the mat"];
     let chosen = [TEXT_CHOSEN[0], TEXT_CHOSEN[1], "sat on the mat"];
     let rejected = [TEXT_REJECTED[0], TEXT_REJECTED[1], "the cat sat on the mat"];
-    let z = A::infer_profiles_text(&model, &prompts, &chosen, &rejected, &k).unwrap();
+    let profiles = A::infer_profiles_text(&model, &prompts, &chosen, &rejected, &k).unwrap();
+    let z = values::<A>(&profiles);
     assert_eq!(z.len(), 3 * LATENT);
     let mut start = 0;
     for (user, &k) in k.iter().enumerate() {
@@ -594,21 +647,21 @@ pub fn batched_text_calls_match_one_call_per_user<A: Api>() {
     let n = 2;
     let row_prompts = ["?", "a dog", "the cat ?"];
     let responses = ["yes", "no", "sat", "good dog", "the mat", "a mat"];
-    let scores = A::score_text_batch(&model, &z, 3, LATENT, &row_prompts, &responses, n).unwrap();
+    let scores = A::score_text_batch(&model, &refs(&profiles), &row_prompts, &responses, n).unwrap();
     assert_eq!(scores.reward.len(), 3 * n);
     assert_eq!(scores.std, vec![0.0; 3 * n]);
     for (user, prompt) in row_prompts.iter().enumerate() {
-        let profile = A::profile_from(&z[user * LATENT..(user + 1) * LATENT]).unwrap();
-        let single = A::score_text(&model, &profile, prompt, &responses[user * n..(user + 1) * n]).unwrap();
+        let single = A::score_text(&model, &profiles[user], prompt, &responses[user * n..(user + 1) * n]).unwrap();
         assert_close(&scores.reward[user * n..(user + 1) * n], &single.reward);
     }
-    // Unconditioned text bundles take z of width 0.
+    // Unconditioned text bundles take their empty profiles.
     let btl = load_text::<A>(tmp.path(), ModelKind::Btl);
-    let flat = A::score_text_batch(&btl, &[], 1, 0, &["?"], &["yes", "no"], 2).unwrap();
+    let empty = A::profile_from(&[]).unwrap();
+    let flat = A::score_text_batch(&btl, &[&empty], &["?"], &["yes", "no"], 2).unwrap();
     let expected =
         A::score(&btl, &A::profile_from(&[]).unwrap(), &embeddings(&[&[1, 15, 13, 2], &[1, 15, 14, 2]]), 2, D);
     assert_close(&flat.reward, &expected.unwrap().reward);
-    assert!(A::infer_profiles_text(&btl, &prompts, &chosen, &rejected, &k).unwrap().is_empty());
+    assert!(values::<A>(&A::infer_profiles_text(&btl, &prompts, &chosen, &rejected, &k).unwrap()).is_empty());
 }
 
 pub fn bad_text_calls_get_stable_codes<A: Api>() {
@@ -618,12 +671,15 @@ pub fn bad_text_calls_get_stable_codes<A: Api>() {
     // Nothing to score, no users, no rows.
     assert_code(A::score_text(&model, &profile, "?", &[]), 303, "responses");
     assert_code(A::infer_profiles_text(&model, &[], &[], &[], &[]), 303, "users");
-    assert_code(A::score_text_batch(&model, &[], 0, LATENT, &[], &[], 2), 303, "prompts");
-    assert_code(A::score_text_batch(&model, &Z, 1, LATENT, &["?"], &[], 0), 303, "responses");
-    // z of the wrong width; a profile of the wrong length.
-    assert_code(A::score_text_batch(&model, &[0.0; 3], 1, 3, &["?"], &["yes"], 1), 301, "input `z`");
+    assert_code(A::score_text_batch(&model, &[], &[], &[], 2), 303, "prompts");
+    assert_code(A::score_text_batch(&model, &[&profile], &["?"], &[], 0), 303, "responses");
+    // A profile of the wrong length, alone or in a batch; one from another encoder in a batch (issue 14).
     let short = A::profile_from(&[1.0]).unwrap();
     assert_code(A::score_text(&model, &short, "?", &["yes"]), 305, "latent_dim = 2");
+    assert_code(A::score_text_batch(&model, &[&short], &["?"], &["yes"], 1), 305, "latent_dim = 2");
+    let other = A::load(&foreign_bundle(tmp.path()), &Options::default()).unwrap();
+    let theirs = A::infer_profile(&other, &CHOSEN, &REJECTED, 2, D).unwrap();
+    assert_code(A::score_text_batch(&model, &[&profile, &theirs], &["?", "!"], &["yes", "no"], 1), 311, "another");
 
     // Text calls on a bundle without a text embedder.
     let plain = load::<A>(tmp.path(), ModelKind::NpBtl);
@@ -634,7 +690,7 @@ pub fn bad_text_calls_get_stable_codes<A: Api>() {
     assert_code(A::infer_profiles_text(&plain, &TEXT_PROMPTS, &TEXT_CHOSEN, &TEXT_REJECTED, &[1, 1]), 307, no_text);
     let prior = A::infer_profile(&plain, &[], &[], 0, D).unwrap();
     assert_code(A::score_text(&plain, &prior, "?", &["yes"]), 307, no_text);
-    assert_code(A::score_text_batch(&plain, &Z, 1, LATENT, &["?"], &["yes", "no"], 2), 307, no_text);
+    assert_code(A::score_text_batch(&plain, &[&prior], &["?"], &["yes", "no"], 2), 307, no_text);
 }
 
 pub fn bad_text_bundles_get_stable_codes<A: Api>() {
