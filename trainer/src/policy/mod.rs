@@ -30,6 +30,8 @@ pub mod run;
 pub mod steering;
 pub mod token_log_probs;
 
+use std::path::{Path, PathBuf};
+
 use candle_core::{Device, IndexOp, Module, Tensor};
 use candle_nn::{RmsNorm, VarBuilder};
 use serde::{Deserialize, Serialize};
@@ -212,6 +214,12 @@ impl SteerPolicy {
         let owner = Tensor::from_vec(owner, (count, b), device)?;
         Ok(owner.t()?.matmul(&token_log_probs)?.i((.., 0))?)
     }
+}
+
+/// A bundle folder, or a `steer train-policy` folder holding one under `bundle/`.
+pub fn policy_bundle_dir(path: &Path) -> PathBuf {
+    let inner = path.join("bundle");
+    if inner.join("manifest.json").is_file() { inner } else { path.to_path_buf() }
 }
 
 /// The device policies train and generate on: the first CUDA device with the `cuda` feature, else the CPU.
