@@ -9,6 +9,7 @@
 pub mod data;
 pub mod error;
 pub mod eval;
+pub mod experiments;
 pub mod export;
 pub mod model;
 pub mod onnx;

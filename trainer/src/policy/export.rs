@@ -17,11 +17,12 @@ use steer_runtime::policy_spec::policy_io;
 use steer_runtime::{GenerationParams, PolicySpec};
 
 use crate::error::{Error, Result};
+use crate::model::layers::MASKED_LOGIT;
 use crate::onnx::proto::{ModelProto, data_type};
 use crate::onnx::{Dim, GraphBuilder, attr_int, attr_ints, write_model};
 use crate::policy::SteerPolicy;
 use crate::policy::base::Base;
-use crate::text::llama::{LlamaBlock, LlamaConfig, MASKED_LOGIT};
+use crate::text::llama::{LlamaBlock, LlamaConfig};
 use crate::text::llama_export::{BATCH, LLAMA_MAX_TOKENS, Shared, attend, feed_forward, rotate};
 use crate::text::save_tokenizer_json;
 

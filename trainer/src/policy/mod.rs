@@ -22,17 +22,23 @@
 pub mod base;
 pub mod dpo;
 pub mod export;
+pub mod film;
 pub mod generate;
+pub mod lora;
+pub mod losses;
 pub mod run;
 pub mod steering;
 pub mod token_log_probs;
 
+use std::path::{Path, PathBuf};
+
 use candle_core::{Device, IndexOp, Module, Tensor};
-use candle_nn::{Linear, RmsNorm, VarBuilder};
+use candle_nn::{RmsNorm, VarBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::text::llama::{AttentionInputs, FilmValues, KvCache, LlamaModel};
+use crate::text::llama::{AttentionInputs, KvCache, LlamaModel};
+use film::{Film, FilmValues};
 
 /// The shape of the trainable part of a policy; saved with it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -54,34 +60,6 @@ pub struct PolicyShape {
 impl Default for PolicyShape {
     fn default() -> Self {
         PolicyShape { film_layers: 2, lora_rank: 8, lora_alpha: 16.0, latent_dim: 64, normalize_z: true }
-    }
-}
-
-/// FiLM for one block: `γ(z) = W_γ z + b_γ`, `β(z) = W_β z + b_β`, identity at initialisation.
-#[derive(Debug, Clone)]
-pub struct Film {
-    gamma: Linear,
-    beta: Linear,
-}
-
-impl Film {
-    /// A new identity FiLM map from `latent_dim` to `hidden`, its variables under `vb`.
-    pub fn new(latent_dim: usize, hidden: usize, vb: VarBuilder) -> Result<Self> {
-        let zero = candle_nn::Init::Const(0.0);
-        let gamma = Linear::new(
-            vb.get_with_hints((hidden, latent_dim), "gamma.weight", zero)?,
-            Some(vb.get_with_hints(hidden, "gamma.bias", candle_nn::Init::Const(1.0))?),
-        );
-        let beta = Linear::new(
-            vb.get_with_hints((hidden, latent_dim), "beta.weight", zero)?,
-            Some(vb.get_with_hints(hidden, "beta.bias", zero)?),
-        );
-        Ok(Film { gamma, beta })
-    }
-
-    /// The γ and β maps (for export).
-    pub(crate) fn maps(&self) -> (&Linear, &Linear) {
-        (&self.gamma, &self.beta)
     }
 }
 
@@ -236,6 +214,12 @@ impl SteerPolicy {
         let owner = Tensor::from_vec(owner, (count, b), device)?;
         Ok(owner.t()?.matmul(&token_log_probs)?.i((.., 0))?)
     }
+}
+
+/// A bundle folder, or a `steer train-policy` folder holding one under `bundle/`.
+pub fn policy_bundle_dir(path: &Path) -> PathBuf {
+    let inner = path.join("bundle");
+    if inner.join("manifest.json").is_file() { inner } else { path.to_path_buf() }
 }
 
 /// The device policies train and generate on: the first CUDA device with the `cuda` feature, else the CPU.

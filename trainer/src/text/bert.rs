@@ -20,10 +20,8 @@ use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
 use crate::error::{Error, Result};
+use crate::model::layers::MASKED_LOGIT;
 
-/// Added to the attention logits of padded keys (as in [`crate::model::layers::MASKED_LOGIT`]): `exp` of it
-/// underflows to exactly 0 in f32.
-pub const PADDING_LOGIT: f64 = -1e9;
 /// The floor of the token count in mean pooling, as sentence-transformers' `clamp(min=1e-9)`.
 pub const MIN_TOKEN_COUNT: f64 = 1e-9;
 /// The floor of the norm in L2 normalisation, as `torch.nn.functional.normalize`'s `eps`.
@@ -181,7 +179,7 @@ impl BertLayer {
         })
     }
 
-    /// `xs` `[B, T, H]`, `key_bias` `[B, 1, 1, T]` (0 for tokens, [`PADDING_LOGIT`] for padding) → `[B, T, H]`.
+    /// `xs` `[B, T, H]`, `key_bias` `[B, 1, 1, T]` (0 for tokens, [`MASKED_LOGIT`] for padding) → `[B, T, H]`.
     pub fn forward(&self, xs: &Tensor, key_bias: &Tensor) -> Result<Tensor> {
         let (b, t, hidden) = xs.dims3()?;
         let head_dim = hidden / self.heads;
@@ -246,7 +244,7 @@ impl BertModel {
             });
         }
         let mask = attention_mask.to_dtype(DType::F32)?;
-        let key_bias = mask.affine(-PADDING_LOGIT, PADDING_LOGIT)?.reshape((b, 1, 1, t))?;
+        let key_bias = mask.affine(-MASKED_LOGIT, MASKED_LOGIT)?.reshape((b, 1, 1, t))?;
         let mut hidden = self.embeddings.forward(input_ids)?;
         for layer in &self.layers {
             hidden = layer.forward(&hidden, &key_bias)?;

@@ -13,9 +13,10 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::model::layers::MASKED_LOGIT;
 use crate::onnx::proto::data_type;
 use crate::onnx::{Dim, GraphBuilder, attr_int, attr_ints};
-use crate::text::bert::{BertLayer, MIN_NORM, MIN_TOKEN_COUNT, MiniLmEmbedder, PADDING_LOGIT};
+use crate::text::bert::{BertLayer, MIN_NORM, MIN_TOKEN_COUNT, MiniLmEmbedder};
 
 /// File name of the exported embedder.
 pub const EMBEDDER_FILE: &str = "embedder.onnx";
@@ -50,10 +51,10 @@ pub fn embedder_graph(embedder: &MiniLmEmbedder) -> Result<Vec<u8>> {
     let x = g.node("Add", &[&x, &positions], vec![]);
     let mut x = g.layer_norm(&x, &emb.layer_norm)?;
 
-    // Key bias [B, 1, 1, T]: mask·(−P) + P, i.e. 0 for tokens and PADDING_LOGIT for padding.
+    // Key bias [B, 1, 1, T]: mask·(−P) + P, i.e. 0 for tokens and MASKED_LOGIT for padding.
     let mask_f = g.node("Cast", &[&mask], vec![attr_int("to", i64::from(data_type::FLOAT))]);
-    let neg_p = g.constant_f32("neg_padding_logit", &[], &[-PADDING_LOGIT as f32]);
-    let p = g.constant_f32("padding_logit", &[], &[PADDING_LOGIT as f32]);
+    let neg_p = g.constant_f32("neg_padding_logit", &[], &[-MASKED_LOGIT as f32]);
+    let p = g.constant_f32("padding_logit", &[], &[MASKED_LOGIT as f32]);
     let bias = g.node("Mul", &[&mask_f, &neg_p], vec![]);
     let bias = g.node("Add", &[&bias, &p], vec![]);
     let axes = g.constant_i64("axes", &[1, 2]);

@@ -28,7 +28,8 @@ use crate::text::bert::MIN_NORM;
 use crate::text::embedder_export::{ATTENTION_MASK, EMBEDDING, INPUT_IDS};
 use candle_nn::{Linear, RmsNorm};
 
-use crate::text::llama::{LlamaBlock, LlamaConfig, LlamaMlp, LlamaModel, MASKED_LOGIT};
+use crate::model::layers::MASKED_LOGIT;
+use crate::text::llama::{LlamaBlock, LlamaConfig, LlamaMlp, LlamaModel};
 
 /// The longest input the exported graph accepts: SmolLM2's context length (`llama.context_length`, 8192).
 pub const LLAMA_MAX_TOKENS: usize = 8192;
