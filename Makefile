@@ -87,9 +87,9 @@ VALGRIND := valgrind --leak-check=full --error-exitcode=1 --num-callers=40 --sup
 ffi:
 	$(CARGO) build --release --locked -p steer-ffi
 
-## header: regenerate include/steer.h with cbindgen after changing ffi/src (then commit it)
+## header: regenerate include/steer.h with cbindgen and docs/status-codes.md after changing ffi/src (then commit them)
 header:
-	STEER_UPDATE_HEADER=1 $(CARGO) test --release --locked -p steer-ffi --test header committed_header
+	STEER_UPDATE_HEADER=1 STEER_UPDATE_DOCS=1 $(CARGO) test --release --locked -p steer-ffi --test header committed_
 
 ## example-c: the C quick start (examples/c) on the demo's NP-BTL bundle (run `make demo` first)
 example-c: $(ORT_LIB) ffi

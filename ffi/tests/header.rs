@@ -1,9 +1,10 @@
-//! `include/steer.h`: the committed copy is what cbindgen generates from this crate; it compiles on its own as
-//! C99 and C++17 and when included twice; it declares only `steer_` names, exactly the functions libsteer.so
-//! exports; its ABI version and status values agree with the library.
+//! The generated files. `include/steer.h`: the committed copy is what cbindgen generates from this crate; it
+//! compiles on its own as C99 and C++17 and when included twice; it declares only `steer_` names, exactly the
+//! functions libsteer.so exports; its ABI version and status values agree with the library.
+//! `docs/status-codes.md`: the committed copy is what the status table in `ffi/src/status.rs` generates.
 //!
-//! When the header is out of date, regenerate it with `make header`, i.e.
-//! `STEER_UPDATE_HEADER=1 cargo test -p steer-ffi --release --test header committed_header`.
+//! When either is out of date, regenerate both with `make header`, i.e. `STEER_UPDATE_HEADER=1 STEER_UPDATE_DOCS=1
+//! cargo test -p steer-ffi --release --test header committed_`.
 
 use std::collections::BTreeSet;
 use std::ffi::CStr;
@@ -22,11 +23,17 @@ fn committed_header() -> String {
     std::fs::read_to_string(include_dir().join("steer.h")).unwrap_or_default()
 }
 
-/// What cbindgen makes of this crate with `ffi/cbindgen.toml`.
+/// What cbindgen makes of this crate with `ffi/cbindgen.toml`. The crate declares `steer_status` with a macro,
+/// which cbindgen does not expand, so cbindgen also reads the enum's declaration (`steer_status::DECLARATION`)
+/// from a file of its own, before `lib.rs`: the enum stays first in the header, as in the crate's module order.
 fn generate() -> String {
     let config = cbindgen::Config::from_file(ffi_dir().join("cbindgen.toml")).expect("read ffi/cbindgen.toml");
+    let dir = tempfile::tempdir().unwrap();
+    let status = dir.path().join("status.rs");
+    std::fs::write(&status, steer::steer_status::DECLARATION).unwrap();
     let bindings = cbindgen::Builder::new()
         .with_config(config)
+        .with_src(status)
         .with_src(ffi_dir().join("src/lib.rs"))
         .generate()
         .expect("cbindgen cannot generate the header");
@@ -37,22 +44,38 @@ fn generate() -> String {
 
 #[test]
 fn committed_header_is_what_cbindgen_generates() {
-    let generated = generate();
-    let path = include_dir().join("steer.h");
-    if std::env::var_os("STEER_UPDATE_HEADER").is_some_and(|v| !v.is_empty() && v != "0") {
-        std::fs::write(&path, &generated).expect("write include/steer.h");
+    check_generated(
+        &include_dir().join("steer.h"),
+        &generate(),
+        "STEER_UPDATE_HEADER",
+        "cbindgen generates from ffi/src",
+    );
+}
+
+#[test]
+fn committed_status_codes_page_is_what_the_table_generates() {
+    let page = steer::steer_status::markdown();
+    let path = ffi_dir().join("../docs/status-codes.md");
+    check_generated(&path, &page, "STEER_UPDATE_DOCS", "the status table in ffi/src/status.rs generates");
+}
+
+/// Fails unless the committed file at `path` is `generated`; writes it instead when the variable `update` is set.
+fn check_generated(path: &Path, generated: &str, update: &str, source: &str) {
+    if std::env::var_os(update).is_some_and(|v| !v.is_empty() && v != "0") {
+        std::fs::write(path, generated).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
         eprintln!("wrote {}", path.display());
         return;
     }
-    let committed = committed_header();
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
     if committed != generated {
         let line = committed.lines().zip(generated.lines()).position(|(a, b)| a != b);
         let line = line.unwrap_or_else(|| committed.lines().count().min(generated.lines().count()));
         panic!(
-            "include/steer.h is out of date: it differs from what cbindgen generates from ffi/src at line {}:\n\
+            "{} is out of date: it differs from what {source} at line {}:\n\
              committed: {:?}\ngenerated: {:?}\n\
-             Regenerate it with `make header` (STEER_UPDATE_HEADER=1 cargo test -p steer-ffi --release --test header committed_header) \
+             Regenerate it with `make header` ({update}=1 cargo test -p steer-ffi --release --test header committed_) \
              and commit it.",
+            path.display(),
             line + 1,
             committed.lines().nth(line).unwrap_or("<end of file>"),
             generated.lines().nth(line).unwrap_or("<end of file>"),

@@ -9,7 +9,9 @@
 //! | 300–399 | the caller's input: options, shapes, values, profiles |
 //! | 900–999 | internal failures |
 //!
-//! Codes are never reused or renumbered; a new variant gets a new number.
+//! Codes are never reused or renumbered; a new variant gets a new number. The C ABI's status table
+//! (`ffi/src/status.rs`, published as `docs/status-codes.md`) lists every code with its C name and meaning; its
+//! tests check that each variant's code is a status there with the same value.
 
 use std::path::PathBuf;
 
