@@ -1,4 +1,5 @@
 //! `steer`: train, export and evaluate steerable reward models.
+#![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
