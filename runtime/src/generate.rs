@@ -311,11 +311,11 @@ impl Row {
     }
 
     fn mark_seen(&mut self, id: u32) {
-        if let Some(flag) = self.in_row.get_mut(id as usize) {
-            if !*flag {
-                *flag = true;
-                self.seen.push(id);
-            }
+        if let Some(flag) = self.in_row.get_mut(id as usize)
+            && !*flag
+        {
+            *flag = true;
+            self.seen.push(id);
         }
     }
 

@@ -1,6 +1,6 @@
 //! Checking the caller's arrays before they reach ONNX Runtime, and packing contexts into padded batches.
 
-use ndarray::{Array2, Array3, ArrayView, ArrayView2, Dimension, s};
+use ndarray::{Array2, Array3, ArrayView, ArrayView2, Axis as NdAxis, Dimension, Slice};
 
 use crate::error::{Error, Result};
 use crate::profile::Context;
@@ -99,9 +99,12 @@ pub(crate) fn pack_contexts(contexts: &[Context<'_>], embedding_dim: usize) -> (
     let mut mask = Array2::zeros((contexts.len(), k_max));
     for (b, user) in contexts.iter().enumerate() {
         let k = user.chosen.nrows();
-        context.slice_mut(s![b, ..k, ..d]).assign(&user.chosen);
-        context.slice_mut(s![b, ..k, d..]).assign(&user.rejected);
-        mask.slice_mut(s![b, ..k]).fill(1.0);
+        // Axis slicing instead of `s![]`, whose expansion holds `unsafe` (the crate forbids it).
+        let mut slots = context.index_axis_mut(NdAxis(0), b);
+        let mut slots = slots.slice_axis_mut(NdAxis(0), Slice::from(..k));
+        slots.slice_axis_mut(NdAxis(1), Slice::from(..d)).assign(&user.chosen);
+        slots.slice_axis_mut(NdAxis(1), Slice::from(d..)).assign(&user.rejected);
+        mask.index_axis_mut(NdAxis(0), b).slice_axis_mut(NdAxis(0), Slice::from(..k)).fill(1.0);
     }
     (context, mask)
 }
@@ -161,9 +164,9 @@ mod tests {
         let users = [Context::new(chosen.view(), rejected.view()), Context::new(empty.view(), empty.view())];
         let (context, mask) = pack_contexts(&users, 2);
         assert_eq!(context.shape(), &[2, 2, 4]);
-        assert_eq!(context.slice(s![0, 1, ..]), array![3.0f32, 4.0, 7.0, 8.0]);
+        assert_eq!(context.index_axis(NdAxis(0), 0).index_axis_move(NdAxis(0), 1), array![3.0f32, 4.0, 7.0, 8.0]);
         assert_eq!(mask, array![[1.0f32, 1.0], [0.0, 0.0]]);
-        assert!(context.slice(s![1, .., ..]).iter().all(|&v| v == 0.0));
+        assert!(context.index_axis(NdAxis(0), 1).iter().all(|&v| v == 0.0));
 
         // Only empty contexts: one padding row, never a zero-sized K axis.
         let (context, mask) = pack_contexts(&users[1..], 2);

@@ -1,21 +1,36 @@
 //! The Steer runtime: loads an exported Steer bundle and runs it on ONNX Runtime.
 //!
-//! A Steer model turns a few of a user's preferences into a **profile**, then scores options for that user. This
-//! crate is the lean inference side: it depends on `ort`, `ndarray`, `serde` and `thiserror`, not on the trainer.
+//! A Steer model turns a few of a user's preferences into a **profile**, then scores options for that user; a bundle
+//! with a policy also writes text steered by that profile. This crate is the lean inference side: it depends on
+//! `ort`, `ndarray`, `tokenizers`, `serde` and `thiserror`, not on the trainer or candle.
 //!
 //! # The bundle
 //!
-//! A bundle is a folder written by the trainer's export:
+//! A bundle is a folder written by the trainer's export. Every bundle holds:
 //!
 //! - `manifest.json` ([`Manifest`]): format version, model kind, dims (`embedding_dim` d, `latent_dim`), opset, the
-//!   graphs by role, the SHA-256 of every file, and the training config and metrics;
+//!   graphs by role, every file with its SHA-256, the training config and metrics, and the optional `text` and
+//!   `policy` entries below;
 //! - `encoder.onnx` (np-btl only): `context` `[batch, k, 2d]` (rows `[chosen ‖ rejected]`) and `mask` `[batch, k]`
 //!   → `z` `[batch, latent_dim]`;
 //! - `reward.onnx`: `options` `[batch, n, d]` (and `z` for np-btl) → `reward` `[batch, n]` (and `reward_std` for
 //!   dpl).
 //!
-//! [`Model::load`] checks all of it before anything runs: the manifest, every hash, and each graph's declared inputs
-//! and outputs against the dims. A bundle that fails any check is not loaded at all.
+//! A **text** bundle adds, described by the manifest's `text` entry ([`TextSpec`]; see [`text`]):
+//!
+//! - `tokenizer.json`: the Hugging Face tokenizer, applied by the tokenization rule the entry records;
+//! - `embedder.onnx`: int64 `input_ids` and `attention_mask` `[batch, seq]` → `embedding` `[batch, d]`.
+//!
+//! A **policy** bundle is an np-btl text bundle that adds, described by the manifest's `policy` entry
+//! ([`PolicySpec`]: the chat template, the end-of-turn tokens, the cache shape and the generation defaults; see
+//! [`policy_spec`]):
+//!
+//! - `policy.onnx`: the steerable language model with a key/value cache, conditioned on z;
+//! - `policy.onnx.data` (only for a graph too large for one protobuf): the graph's weights as ONNX external data;
+//! - `policy_tokenizer.json`: the language model's tokenizer, which the chat template is applied with.
+//!
+//! [`Model::load`] checks all of it before anything runs: the manifest, every hash, each tokenizer against its entry,
+//! and each graph's declared inputs and outputs against the dims. A bundle that fails any check is not loaded at all.
 //!
 //! # Finding ONNX Runtime
 //!
@@ -58,6 +73,7 @@
 //! # Ok::<(), steer_runtime::Error>(())
 //! ```
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod error;
 pub mod generate;

@@ -270,9 +270,9 @@ impl Model {
         let mut row = 0;
         for pairs in users {
             let end = row + 2 * pairs.len();
-            let chosen = embedded.slice(ndarray::s![row..end;2, ..]);
+            let chosen = embedded.slice_axis(NdAxis(0), ndarray::Slice::from(row..end).step_by(2));
             // `row + 1..end` would start past its end for a user with no pairs.
-            let rejected = embedded.slice(ndarray::s![(row + 1).min(end)..end;2, ..]);
+            let rejected = embedded.slice_axis(NdAxis(0), ndarray::Slice::from((row + 1).min(end)..end).step_by(2));
             contexts.push(Context::new(chosen, rejected));
             row += 2 * pairs.len();
         }

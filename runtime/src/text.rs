@@ -253,7 +253,7 @@ impl Embedder {
             let batch = self.encoder.encode_batch(chunk)?;
             let embedded = self.run(&batch)?;
             let start = chunk_index * EMBED_BATCH;
-            out.slice_mut(ndarray::s![start..start + chunk.len(), ..]).assign(&embedded);
+            out.slice_axis_mut(ndarray::Axis(0), ndarray::Slice::from(start..start + chunk.len())).assign(&embedded);
         }
         Ok(out)
     }

@@ -393,8 +393,8 @@ pub fn evaluate_oracle_posterior(oracles: &[&Model], task: &dyn PairSource, cfg:
         let mut target_p = Vec::with_capacity(oracles.len());
         // The context pairs' two halves, split once for every oracle.
         let context = (inputs.context.shape()[1] > 0).then(|| {
-            let chosen = inputs.context.slice(ndarray::s![.., .., ..d]).to_owned();
-            let rejected = inputs.context.slice(ndarray::s![.., .., d..]).to_owned();
+            let chosen = inputs.context.slice_axis(ndarray::Axis(2), ndarray::Slice::from(..d)).to_owned();
+            let rejected = inputs.context.slice_axis(ndarray::Axis(2), ndarray::Slice::from(d..)).to_owned();
             (chosen, rejected)
         });
         for (t, oracle) in oracles.iter().enumerate() {

@@ -5,6 +5,7 @@
 //! Data flows `tasks` → `sampler` → `model` + `train` → `export` (bundle) → `eval` (via
 //! `steer_runtime`) → `report`. The `run` module chains them for the `steer` CLI.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod data;
 pub mod error;

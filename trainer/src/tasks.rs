@@ -56,7 +56,7 @@ impl PairPool {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "name", rename_all = "kebab-case")]
 pub enum TaskSpec {
-    /// The paper's 1-D task: y ~ U[0,1]; type 0 has r = y, then 2y above 0.5; type 1 has r = y, then 1 − y.
+    /// The paper's 1-D task: y ~ U\[0,1\]; type 0 has r = y, then 2y above 0.5; type 1 has r = y, then 1 − y.
     Synthetic1d,
     /// Identifiability: y = (h0, h1) ~ N(0, [[1, ρ], [ρ, 1]]) and user type z* has r = h_{z*}.
     GaussianRho {

@@ -331,10 +331,10 @@ fn evaluate_text_models(
     for (name, model) in models {
         eprintln!("evaluating {name} through ONNX Runtime");
         let result: ModelEval = evaluate(model, task, &record.eval, candle.get(name))?;
-        if !metrics.contains_key(name) {
-            if let Ok(m) = serde_json::from_value(model.manifest().metrics.clone()) {
-                metrics.insert(name.clone(), m);
-            }
+        if !metrics.contains_key(name)
+            && let Ok(m) = serde_json::from_value(model.manifest().metrics.clone())
+        {
+            metrics.insert(name.clone(), m);
         }
         bundles.insert(name.clone(), dir.bundle_named(name).display().to_string());
         results.push((name.clone(), result, metrics.remove(name)));

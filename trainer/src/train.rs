@@ -118,7 +118,7 @@ impl TrainConfig {
     /// Checks every field's range; the first one out of range is an [`Error::InvalidConfig`] naming it.
     pub fn validate(&self) -> Result<()> {
         Error::check_config(
-            self.hidden > 0 && self.heads > 0 && self.hidden % self.heads == 0,
+            self.hidden > 0 && self.heads > 0 && self.hidden.is_multiple_of(self.heads),
             "hidden",
             "a positive multiple of heads",
             format!("hidden {} heads {}", self.hidden, self.heads),

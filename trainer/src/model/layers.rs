@@ -68,7 +68,7 @@ pub struct MaskedSelfAttention {
 impl MaskedSelfAttention {
     /// Attention of width `hidden` with `heads` heads; projections are named `q`, `k`, `v`, `o`.
     pub fn new(hidden: usize, heads: usize, vb: VarBuilder) -> candle_core::Result<Self> {
-        if heads == 0 || hidden % heads != 0 {
+        if heads == 0 || !hidden.is_multiple_of(heads) {
             candle_core::bail!("hidden size {hidden} must be a positive multiple of the head count {heads}");
         }
         Ok(MaskedSelfAttention {

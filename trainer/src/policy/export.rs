@@ -184,8 +184,8 @@ fn policy_block(
 
 /// Writes the policy bundle in `dir`: the files of the NP-BTL text bundle in `reward_bundle` (hard-linked when
 /// possible), `policy.onnx` (with its weights in `policy.onnx.data` when the model encodes to more than
-/// `inline_limit` bytes, normally [`INLINE_MODEL_LIMIT`]; see [`write_model`]), the policy's tokenizer, and the
-/// manifest with its `policy` entry.
+/// `inline_limit` bytes, normally [`INLINE_MODEL_LIMIT`](crate::onnx::INLINE_MODEL_LIMIT); see [`write_model`]),
+/// the policy's tokenizer, and the manifest with its `policy` entry.
 pub fn write_policy_bundle(
     policy: &SteerPolicy,
     base: &Base,

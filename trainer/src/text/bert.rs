@@ -86,7 +86,7 @@ impl BertConfig {
                 got: format!("{:?}", self.hidden_act),
             });
         }
-        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+        if self.num_attention_heads == 0 || !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(Error::InvalidConfig {
                 field: "num_attention_heads",
                 expected: format!("a positive divisor of hidden_size {}", self.hidden_size),

@@ -22,10 +22,10 @@ pub fn models_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os(CACHE_DIR_ENV).filter(|dir| !dir.is_empty()) {
         return PathBuf::from(dir).join("models");
     }
-    if let Ok(cwd) = std::env::current_dir() {
-        if let Some(found) = cwd.ancestors().map(|dir| dir.join(".cache/models")).find(|dir| dir.is_dir()) {
-            return found;
-        }
+    if let Ok(cwd) = std::env::current_dir()
+        && let Some(found) = cwd.ancestors().map(|dir| dir.join(".cache/models")).find(|dir| dir.is_dir())
+    {
+        return found;
     }
     Path::new(WORKSPACE_CACHE).join("models")
 }

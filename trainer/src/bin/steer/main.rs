@@ -1,6 +1,7 @@
 //! `steer`: train, export and evaluate steerable reward models.
 //!
 //! [`args`] holds the command line, [`commands`] what each command does, and [`print`] what it prints.
+#![forbid(unsafe_code)]
 
 mod args;
 mod commands;

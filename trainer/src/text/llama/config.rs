@@ -191,14 +191,15 @@ impl LlamaConfig {
 
     /// Checks that a decoder can be built from this configuration.
     pub fn validate(&self) -> Result<()> {
-        if self.num_heads == 0 || self.hidden_size % self.num_heads != 0 || self.head_dim() % 2 != 0 {
+        if self.num_heads == 0 || !self.hidden_size.is_multiple_of(self.num_heads) || !self.head_dim().is_multiple_of(2)
+        {
             return Err(Error::InvalidConfig {
                 field: "num_heads",
                 expected: format!("a positive divisor of hidden_size {} giving an even head width", self.hidden_size),
                 got: self.num_heads.to_string(),
             });
         }
-        if self.num_kv_heads == 0 || self.num_heads % self.num_kv_heads != 0 {
+        if self.num_kv_heads == 0 || !self.num_heads.is_multiple_of(self.num_kv_heads) {
             return Err(Error::InvalidConfig {
                 field: "num_kv_heads",
                 expected: format!("a positive divisor of num_heads {}", self.num_heads),
