@@ -35,7 +35,7 @@ fn train_writes_the_report_contract_and_a_plot() {
     let svg = std::fs::read_to_string(out.path().join("accuracy.svg")).unwrap();
     assert!(svg.contains("<svg") && svg.contains("np-btl"));
     for model in ["np-btl", "btl", "dpl"] {
-        assert!(out.path().join("bundles").join(model).join("manifest.json").is_file());
+        assert!(out.path().join("bundles").join(model).join(steer_runtime::manifest::MANIFEST_FILE).is_file());
     }
 
     // Re-evaluating the run through `steer eval` gives the same figures.

@@ -132,7 +132,7 @@ fn damaged(damage: impl FnOnce(&Path)) -> steer_runtime::Error {
 }
 
 fn edit_manifest(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
-    let path = dir.join("manifest.json");
+    let path = dir.join(steer_runtime::manifest::MANIFEST_FILE);
     let mut value: serde_json::Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
     edit(&mut value);
     fs::write(&path, serde_json::to_string(&value).unwrap()).unwrap();

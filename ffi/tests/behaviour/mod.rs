@@ -529,10 +529,11 @@ pub fn bad_bundles_get_stable_codes<A: Api>() {
 
     // A manifest that is not JSON, or cut short.
     let dir = bundle(tmp.path(), ModelKind::NpBtl);
-    let manifest = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
-    std::fs::write(dir.join("manifest.json"), &manifest[..manifest.len() / 2]).unwrap();
+    let manifest_file = dir.join(steer_runtime::manifest::MANIFEST_FILE);
+    let manifest = std::fs::read_to_string(&manifest_file).unwrap();
+    std::fs::write(&manifest_file, &manifest[..manifest.len() / 2]).unwrap();
     assert_code(A::load(&dir, &options), 102, "manifest.json");
-    std::fs::write(dir.join("manifest.json"), &manifest).unwrap();
+    std::fs::write(&manifest_file, &manifest).unwrap();
     A::load(&dir, &options).unwrap();
 
     // A graph listed in the manifest is missing.

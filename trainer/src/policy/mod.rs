@@ -219,7 +219,7 @@ impl SteerPolicy {
 /// A bundle folder, or a `steer train-policy` folder holding one under `bundle/`.
 pub fn policy_bundle_dir(path: &Path) -> PathBuf {
     let inner = path.join("bundle");
-    if inner.join("manifest.json").is_file() { inner } else { path.to_path_buf() }
+    if inner.join(steer_runtime::manifest::MANIFEST_FILE).is_file() { inner } else { path.to_path_buf() }
 }
 
 /// The device policies train and generate on: the first CUDA device with the `cuda` feature, else the CPU.
