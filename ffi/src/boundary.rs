@@ -36,7 +36,7 @@ impl Failure {
 
 impl From<steer_runtime::Error> for Failure {
     fn from(error: steer_runtime::Error) -> Failure {
-        Failure::new(steer_status::of_runtime_error(&error), error)
+        Failure::new(error.status(), error)
     }
 }
 

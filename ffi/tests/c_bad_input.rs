@@ -453,7 +453,7 @@ fn every_runtime_error_code_is_a_status_with_the_same_value() {
         Error::Poisoned { graph: s.clone() },
     ];
     for error in &errors {
-        let status = steer_status::of_runtime_error(error);
+        let status = error.status();
         assert_eq!(status as i32, error.code(), "{error:?}");
     }
     let runtime_codes: Vec<i32> = errors.iter().map(Error::code).collect();

@@ -1,7 +1,7 @@
 //! The generated files. `include/steer.h`: the committed copy is what cbindgen generates from this crate; it
 //! compiles on its own as C99 and C++17 and when included twice; it declares only `steer_` names, exactly the
 //! functions libsteer.so exports; its ABI version and status values agree with the library.
-//! `docs/status-codes.md`: the committed copy is what the status table in `ffi/src/status.rs` generates.
+//! `docs/status-codes.md`: the committed copy is what the status table in `runtime/src/status.rs` generates.
 //!
 //! When either is out of date, regenerate both with `make header`, i.e. `STEER_UPDATE_HEADER=1 STEER_UPDATE_DOCS=1
 //! cargo test -p steer-ffi --release --test header committed_`.
@@ -56,7 +56,7 @@ fn committed_header_is_what_cbindgen_generates() {
 fn committed_status_codes_page_is_what_the_table_generates() {
     let page = steer::steer_status::markdown();
     let path = ffi_dir().join("../docs/status-codes.md");
-    check_generated(&path, &page, "STEER_UPDATE_DOCS", "the status table in ffi/src/status.rs generates");
+    check_generated(&path, &page, "STEER_UPDATE_DOCS", "the status table in runtime/src/status.rs generates");
 }
 
 /// Fails unless the committed file at `path` is `generated`; writes it instead when the variable `update` is set.

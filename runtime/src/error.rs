@@ -9,14 +9,15 @@
 //! | 300–399 | the caller's input: options, shapes, values, profiles |
 //! | 900–999 | internal failures |
 //!
-//! Codes are never reused or renumbered; a new variant gets a new number. The C ABI's status table
-//! (`ffi/src/status.rs`, published as `docs/status-codes.md`) lists every code with its C name and meaning; its
-//! tests check that each variant's code is a status there with the same value.
+//! Codes are never reused or renumbered; a new variant gets a new number. Each code is defined once, in the
+//! status table ([`Status`], `runtime/src/status.rs`, published as `docs/status-codes.md`) with its C name and
+//! meaning; [`Error::status`] says which status each variant is, and the C ABI returns that status.
 
 use std::path::PathBuf;
 
 use crate::options::ExecutionProvider;
 use crate::ort_env::SearchedLocation;
+use crate::status::Status;
 
 /// Result alias used throughout the runtime.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -336,44 +337,49 @@ pub enum Error {
 }
 
 impl Error {
-    /// The stable numeric code of this error; the C ABI maps these to its status values.
+    /// The stable numeric code of this error: its [`Status`]'s value, which the C ABI returns.
     ///
     /// The numbers are part of the public contract: they never change and are never reused.
     pub fn code(&self) -> i32 {
+        self.status().code()
+    }
+
+    /// The status of this error in the one table of status codes ([`Status`], `docs/status-codes.md`).
+    pub fn status(&self) -> Status {
         match self {
-            Error::BundleNotFound { .. } => 100,
-            Error::Io { .. } => 101,
-            Error::ManifestParse { .. } => 102,
-            Error::UnsupportedFormatVersion { .. } => 103,
-            Error::InvalidManifest { .. } => 104,
-            Error::MissingFile { .. } => 105,
-            Error::HashMismatch { .. } => 106,
-            Error::GraphSignature { .. } => 107,
-            Error::Tokenizer { .. } => 108,
-            Error::TokenizerMismatch { .. } => 109,
-            Error::OrtNotFound { .. } => 200,
-            Error::OrtLoad { .. } => 201,
-            Error::OrtNotOnnxRuntime { .. } => 202,
-            Error::OrtVersion { .. } => 203,
-            Error::OrtAlreadyLoaded { .. } => 204,
-            Error::OrtEnvironment { .. } => 205,
-            Error::Session { .. } => 206,
-            Error::ProviderUnavailable { .. } => 207,
-            Error::Inference { .. } => 208,
-            Error::UnexpectedOutput { .. } => 209,
-            Error::InvalidOptions { .. } => 300,
-            Error::ShapeMismatch { .. } => 301,
-            Error::NonFinite { .. } => 302,
-            Error::EmptyInput { .. } => 303,
-            Error::InvalidMask { .. } => 304,
-            Error::ProfileLength { .. } => 305,
-            Error::ProfileSpace { .. } => 311,
-            Error::Tokenization { .. } => 306,
-            Error::NoTextEmbedder { .. } => 307,
-            Error::InvalidGenerationParam { .. } => 308,
-            Error::PromptTooLong { .. } => 309,
-            Error::NoPolicy { .. } => 310,
-            Error::Poisoned { .. } => 900,
+            Error::BundleNotFound { .. } => Status::BundleNotFound,
+            Error::Io { .. } => Status::Io,
+            Error::ManifestParse { .. } => Status::ManifestParse,
+            Error::UnsupportedFormatVersion { .. } => Status::UnsupportedFormatVersion,
+            Error::InvalidManifest { .. } => Status::InvalidManifest,
+            Error::MissingFile { .. } => Status::MissingFile,
+            Error::HashMismatch { .. } => Status::HashMismatch,
+            Error::GraphSignature { .. } => Status::GraphSignature,
+            Error::Tokenizer { .. } => Status::Tokenizer,
+            Error::TokenizerMismatch { .. } => Status::TokenizerMismatch,
+            Error::OrtNotFound { .. } => Status::OrtNotFound,
+            Error::OrtLoad { .. } => Status::OrtLoad,
+            Error::OrtNotOnnxRuntime { .. } => Status::OrtNotOnnxRuntime,
+            Error::OrtVersion { .. } => Status::OrtVersion,
+            Error::OrtAlreadyLoaded { .. } => Status::OrtAlreadyLoaded,
+            Error::OrtEnvironment { .. } => Status::OrtEnvironment,
+            Error::Session { .. } => Status::Session,
+            Error::ProviderUnavailable { .. } => Status::ProviderUnavailable,
+            Error::Inference { .. } => Status::Inference,
+            Error::UnexpectedOutput { .. } => Status::UnexpectedOutput,
+            Error::InvalidOptions { .. } => Status::InvalidOptions,
+            Error::ShapeMismatch { .. } => Status::ShapeMismatch,
+            Error::NonFinite { .. } => Status::NonFinite,
+            Error::EmptyInput { .. } => Status::EmptyInput,
+            Error::InvalidMask { .. } => Status::InvalidMask,
+            Error::ProfileLength { .. } => Status::ProfileLength,
+            Error::ProfileSpace { .. } => Status::ProfileSpace,
+            Error::Tokenization { .. } => Status::Tokenization,
+            Error::NoTextEmbedder { .. } => Status::NoTextEmbedder,
+            Error::InvalidGenerationParam { .. } => Status::InvalidGenerationParam,
+            Error::PromptTooLong { .. } => Status::PromptTooLong,
+            Error::NoPolicy { .. } => Status::NoPolicy,
+            Error::Poisoned { .. } => Status::Poisoned,
         }
     }
 }

@@ -90,6 +90,7 @@ mod preference;
 mod profile;
 mod providers;
 mod scores;
+pub mod status;
 pub mod text;
 
 pub use error::{Error, Result};
@@ -103,4 +104,5 @@ pub use preference::{Reward, preference_probability};
 pub use profile::{Context, Profile};
 pub use providers::ProviderFallback;
 pub use scores::{BatchScores, Scores};
+pub use status::Status;
 pub use text::{Embedder, TextEncoder, TextOption, TextPair, TextSpec};
