@@ -73,6 +73,7 @@ mod pool;
 mod preference;
 mod profile;
 mod providers;
+pub mod sampling;
 mod scores;
 pub mod text;
 

@@ -615,7 +615,7 @@ fn bench_policy(
     load: &LoadOptions,
 ) -> anyhow::Result<serde_json::Value> {
     use std::time::Instant;
-    use steer_trainer::policy::generate::{SampleParams, generate_ids};
+    use steer_trainer::policy::generate::{generate_ids, greedy};
     let (base, policy) = steer_trainer::policy::run::load_policy(run)?;
     let model = steer_runtime::Model::load(policy_bundle_dir(run), &load.clone().intra_op_threads(0))?;
     let prompt = "Tell me about the history of the printing press and why it changed the world.";
@@ -662,10 +662,10 @@ fn bench_policy(
         let (mut ttft, mut rate, mut tokens) = (Vec::new(), Vec::new(), 0);
         for _ in 0..repeats.max(1) {
             let started = Instant::now();
-            generate_ids(&step, &prompts, &SampleParams::greedy(1), &[base.eos], base.eos, &device)?;
+            generate_ids(&step, &prompts, &greedy(1), &[base.eos], base.eos, &device)?;
             let first = started.elapsed().as_secs_f64();
             let started = Instant::now();
-            let out = generate_ids(&step, &prompts, &SampleParams::greedy(new_tokens), &[base.eos], base.eos, &device)?;
+            let out = generate_ids(&step, &prompts, &greedy(new_tokens), &[base.eos], base.eos, &device)?;
             let total = started.elapsed().as_secs_f64();
             tokens = out.iter().map(Vec::len).max().unwrap_or(0);
             ttft.push(first);
