@@ -54,7 +54,7 @@ pub struct TokenEvent<'a> {
     /// The sampled token id (EOS included).
     pub token_id: u32,
     /// The text the row gained with this token (may be empty while text is held back; see the
-    /// [module docs](self)).
+    /// [module docs](super)).
     pub text: &'a str,
 }
 

@@ -6,7 +6,7 @@
 //!    (casual vs formal), or files of any text format; written to `OUT/data/{train,dev,eval}.jsonl`.
 //! 3. Train NP-BTL (and its baselines) on the same choices with `steer train`'s text pipeline under `OUT/reward`; its
 //!    context encoder gives the policy's z.
-//! 4. Train FiLM + LoRA by DPO ([`dpo`]); the weights go to `OUT/policy.safetensors`.
+//! 4. Train FiLM + LoRA by DPO ([`dpo`](crate::policy::dpo)); the weights go to `OUT/policy.safetensors`.
 //! 5. Evaluate ([`evaluate`]) and write `OUT/report.json`.
 
 use std::collections::BTreeMap;

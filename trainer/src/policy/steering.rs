@@ -11,8 +11,8 @@
 //! Answers cut off at the length cap keep only their complete sentences ([`complete_sentences`]), so every answer
 //! ends where its text ends.
 //!
-//! Generated pairs are cached in the project cache (keyed by the base model's hash and every setting), so reruns
-//! and tests do not generate them again.
+//! Generated pairs are cached in the project cache (keyed by the base model's hash, every setting and the sampler), so
+//! reruns and tests do not generate them again.
 
 use std::fmt::Write as _;
 use std::fs;
