@@ -223,6 +223,123 @@ fn check_export(policy: &SteerPolicy, vocab_tables: usize) {
     }
 }
 
+/// A policy bundle around `policy` (on `LlamaConfig::tiny`'s 64-token vocabulary) in `dir/bundle`, without any
+/// downloaded model: a word-level tokenizer with ChatML's special tokens, the tiny decoder itself as the text
+/// embedder, and a random NP-BTL reward model with `latent_dim` 6.
+fn tiny_policy_bundle(policy: &SteerPolicy, dir: &std::path::Path) -> steer_trainer::policy::base::Base {
+    use steer_runtime::{ModelKind, TextSpec};
+    use steer_trainer::model::ModelConfig;
+    use steer_trainer::text::EmbedderFiles;
+    use tokenizers::models::wordlevel::WordLevel;
+    use tokenizers::pre_tokenizers::whitespace::Whitespace;
+    use tokenizers::{AddedToken, Tokenizer};
+
+    let mut words: Vec<String> = ["<unk>", "<|im_start|>", "<|im_end|>", "system", "user", "assistant", "Be", "brief"]
+        .map(String::from)
+        .to_vec();
+    words.extend((words.len()..64).map(|i| format!("w{i}")));
+    let vocab = words.iter().enumerate().map(|(i, w)| (w.clone(), i as u32)).collect();
+    let model = WordLevel::builder().vocab(vocab).unk_token("<unk>".into()).build().unwrap();
+    let mut tokenizer = Tokenizer::new(model);
+    tokenizer.with_pre_tokenizer(Some(Whitespace {}));
+    let _ =
+        tokenizer.add_special_tokens([AddedToken::from("<|im_start|>", true), AddedToken::from("<|im_end|>", true)]);
+    let template =
+        "<|im_start|>system\nBe brief<|im_end|>\n<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n";
+    let base = steer_trainer::policy::base::Base {
+        model: policy.model().clone(),
+        chat: steer_runtime::ChatEncoder::new(tokenizer.clone(), template).unwrap(),
+        tokenizer,
+        id: "tiny-random@21".into(),
+        chat_template: template.into(),
+        eos: 2,
+    };
+
+    let embedder_dir = dir.join("embedder");
+    std::fs::create_dir_all(&embedder_dir).unwrap();
+    steer_trainer::text::write_llama_embedder(&base.model, embedder_dir.join("embedder.onnx")).unwrap();
+    steer_trainer::text::save_tokenizer_json(&base.tokenizer, embedder_dir.join("tokenizer.json")).unwrap();
+    let spec = TextSpec {
+        embedder: "embedder.onnx".into(),
+        tokenizer: "tokenizer.json".into(),
+        embedder_id: "tiny-random@21".into(),
+        pooling: "last-token".into(),
+        vocab_size: 64,
+        max_tokens: 32,
+        begin_tokens: Vec::new(),
+        end_tokens: vec!["<|im_end|>".into()],
+        pad_token: "<|im_end|>".into(),
+        response_prefix: " ".into(),
+    };
+    let embedder = EmbedderFiles { dir: embedder_dir, spec, dim: 32 };
+    let cfg = ModelConfig { kind: ModelKind::NpBtl, embedding_dim: 32, hidden: 6, heads: 2 };
+    let (reward, _) = steer_trainer::train::init_model(&cfg, 11, &Device::Cpu).unwrap();
+    let reward_dir = dir.join("reward");
+    let json = serde_json::json!({});
+    steer_trainer::export::write_bundle_with_text(&reward, &cfg, &reward_dir, json.clone(), json, Some(&embedder))
+        .unwrap();
+    let defaults = steer_runtime::GenerationParams::default();
+    let limit = steer_trainer::onnx::INLINE_MODEL_LIMIT;
+    steer_trainer::policy::export::write_policy_bundle(
+        policy,
+        &base,
+        defaults,
+        &reward_dir,
+        &dir.join("bundle"),
+        limit,
+    )
+    .unwrap();
+    base
+}
+
+/// Sampled generation (temperature, top-k, top-p and repetition penalty together) gives the same tokens through the
+/// runtime (ONNX Runtime) as through the trainer's candle loop, for the same seed: both sample with
+/// `steer_runtime::sampling`. Two rows of different lengths and profiles, so left padding and per-row seeds count.
+#[test]
+fn candle_and_onnx_runtime_sample_the_same_tokens_issue_14() {
+    use steer_runtime::{GenerationParams, GenerationRequest, Model, Profile};
+    use steer_trainer::policy::generate::{generate_ids, greedy};
+
+    let policy = tiny_policy(LlamaModel::from_config_seeded(&LlamaConfig::tiny(), 21, &Device::Cpu).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let base = tiny_policy_bundle(&policy, dir.path());
+    let model = Model::load(dir.path().join("bundle"), &LoadOptions::default()).unwrap();
+
+    let prompts = ["w20 w21 w22 w23 w24 w25", "w30"];
+    let z_rows = [vec![0.5f32, -1.0, 0.2, 0.0, 1.5, -0.3], vec![-0.8f32, 0.4, 1.1, -1.2, 0.0, 0.9]];
+    let profiles: Vec<Profile> = z_rows.iter().map(|z| Profile::from_vec(z.clone()).unwrap()).collect();
+    let requests: Vec<_> = prompts.iter().zip(&profiles).map(|(p, z)| GenerationRequest::new(p, z)).collect();
+    let prompt_ids: Vec<Vec<u32>> = prompts.iter().map(|p| base.chat.encode(p).unwrap()).collect();
+    let z = Tensor::from_vec(z_rows.concat(), (2, 6), &Device::Cpu).unwrap();
+    let step = |i: &Tensor, m: &Tensor, p: &Tensor, past: Option<&[KvCache]>| policy.forward_step(i, m, p, past, &z);
+    let candle = |params: &GenerationParams| {
+        generate_ids(&step, &prompt_ids, params, &[base.eos], base.eos, &Device::Cpu).unwrap()
+    };
+
+    let mut compared = 0;
+    for seed in [3, 40, 41] {
+        let params = GenerationParams {
+            max_new_tokens: 16,
+            temperature: 1.2,
+            top_k: 12,
+            top_p: 0.9,
+            repetition_penalty: 1.3,
+            seed,
+            stop: Vec::new(),
+        };
+        let onnx = model.generate(&requests, &params).unwrap();
+        let sampled = candle(&params);
+        for (row, (c, o)) in sampled.iter().zip(&onnx).enumerate() {
+            println!("seed {seed} row {row}: candle {c:?}, ONNX Runtime {:?}", o.token_ids);
+            assert_eq!(c, &o.token_ids, "seed {seed}, row {row}");
+            compared += c.len();
+        }
+        // The draw mattered: the sampled tokens are not the greedy ones.
+        assert_ne!(sampled, candle(&greedy(16)), "seed {seed}");
+    }
+    assert!(compared >= 24, "only {compared} sampled tokens compared");
+}
+
 // The same fetch-or-skip helper the trainer's unit tests use (the tiny run needs SmolLM2's tokenizer and MiniLM).
 #[path = "../trainer/src/text/testing.rs"]
 mod testing;

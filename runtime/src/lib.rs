@@ -89,6 +89,7 @@ mod pool;
 mod preference;
 mod profile;
 mod providers;
+pub mod sampling;
 mod scores;
 pub mod status;
 pub mod text;

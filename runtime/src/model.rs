@@ -77,7 +77,9 @@ impl Model {
             None => None,
         };
         let policy = match &manifest.policy {
-            Some(spec) => Some(load_policy(&env, dir, spec, dims.latent_dim, &plan, options)?),
+            Some(spec) => Some(load_policy(dir, spec, dims.latent_dim, |graph| {
+                load_pool(&env, dir, &spec.graph, graph, &plan, options)
+            })?),
             None => None,
         };
         Ok(Model { manifest, encoder, reward, text, policy, providers: plan.active, fallbacks: plan.fallbacks })
@@ -405,7 +407,7 @@ impl Model {
         let candidates = self.generate(&requests, params)?;
         let texts: Vec<&str> = candidates.iter().map(|c| c.text.as_str()).collect();
         let rewards = self.score_text(profile, prompt, &texts)?.reward;
-        let best = crate::generate::argmax(&rewards);
+        let best = crate::sampling::argmax(&rewards);
         Ok(BestOfN { best, candidates, rewards })
     }
 

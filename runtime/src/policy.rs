@@ -19,15 +19,12 @@
 
 use std::path::Path;
 
-use ort::environment::Environment;
 use tokenizers::Tokenizer;
 
 use crate::error::{Error, Result};
 use crate::graph::GraphSpec;
-use crate::options::LoadOptions;
 use crate::policy_spec::PolicySpec;
 use crate::pool::SessionPool;
-use crate::providers::ProviderPlan;
 
 /// A loaded policy: the session pool of `policy.onnx`, its tokenizer and its spec.
 #[derive(Debug)]
@@ -129,14 +126,13 @@ impl Policy {
 }
 
 /// Loads the policy named by `spec` from `dir`: its tokenizer (checked against the spec) and a session pool of its
-/// graph (whose inputs and outputs are checked against the spec and `latent_dim`).
+/// graph made by `load_pool` (the model's loader, given the signature the graph must have: the spec's, with
+/// `latent_dim`).
 pub(crate) fn load_policy(
-    env: &Environment,
     dir: &Path,
     spec: &PolicySpec,
     latent_dim: usize,
-    plan: &ProviderPlan,
-    options: &LoadOptions,
+    load_pool: impl FnOnce(&GraphSpec) -> Result<SessionPool>,
 ) -> Result<Policy> {
     let bad = |field: &str, expected: String, found: String| Error::InvalidManifest {
         field: field.to_string(),
@@ -165,9 +161,7 @@ pub(crate) fn load_policy(
     }
     let chat = ChatEncoder::new(tokenizer, &spec.chat_template)?;
 
-    let pool = crate::model::load_pool_with(env, dir, &spec.graph, plan, options, |session| {
-        GraphSpec::policy(spec, latent_dim).check(&spec.graph, session)
-    })?;
+    let pool = load_pool(&GraphSpec::policy(spec, latent_dim))?;
     Ok(Policy { pool, spec: spec.clone(), latent_dim, chat })
 }
 

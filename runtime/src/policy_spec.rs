@@ -1,5 +1,5 @@
 //! The steerable policy's part of the bundle format: the [`PolicySpec`] stored in `manifest.json` under `policy`,
-//! the names of the policy graph's inputs and outputs, and the generation defaults.
+//! the names of the policy graph's inputs and outputs, and the generation parameters (their defaults and ranges).
 //!
 //! # The policy graph (`policy.onnx`)
 //!
@@ -20,6 +20,8 @@
 //! A new token at total index `p` (cached tokens first) attends to the keys at indices `≤ p` whose mask is 1.
 
 use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
 
 /// Input and output names of `policy.onnx` (onnxruntime-genai's, plus `z`).
 pub mod policy_io {
@@ -86,6 +88,34 @@ impl Default for GenerationParams {
     }
 }
 
+impl GenerationParams {
+    /// Checks every parameter's range; the first one out of range is an [`Error::InvalidGenerationParam`] (308).
+    ///
+    /// `temperature` ≥ 0 and finite, `top_p` in (0, 1], `repetition_penalty` > 0 and finite, `max_new_tokens` ≥ 1,
+    /// and no empty stop string.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |param: &str, expected: &str, found: String| {
+            Err(Error::InvalidGenerationParam { param: param.into(), expected: expected.into(), found })
+        };
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
+            return bad("temperature", "a finite value >= 0 (0 is greedy)", self.temperature.to_string());
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return bad("top_p", "a value in (0, 1]", self.top_p.to_string());
+        }
+        if !(self.repetition_penalty.is_finite() && self.repetition_penalty > 0.0) {
+            return bad("repetition_penalty", "a finite value > 0 (1 is off)", self.repetition_penalty.to_string());
+        }
+        if self.max_new_tokens == 0 {
+            return bad("max_new_tokens", "at least 1", "0".into());
+        }
+        if let Some(index) = self.stop.iter().position(String::is_empty) {
+            return bad("stop", "non-empty stop strings", format!("an empty string at index {index}"));
+        }
+        Ok(())
+    }
+}
+
 /// The policy's entry in the manifest: its files, its shape, the chat template and the generation defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PolicySpec {
@@ -115,4 +145,47 @@ pub struct PolicySpec {
     pub film_layers: Vec<usize>,
     /// Generation defaults.
     pub defaults: GenerationParams,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params() -> GenerationParams {
+        GenerationParams {
+            max_new_tokens: 4,
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            repetition_penalty: 1.0,
+            seed: 0,
+            stop: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn validate_names_the_parameter() {
+        assert!(params().validate().is_ok());
+        assert!(GenerationParams::default().validate().is_ok());
+        let cases = [
+            (GenerationParams { temperature: -1.0, ..params() }, "temperature"),
+            (GenerationParams { temperature: f32::INFINITY, ..params() }, "temperature"),
+            (GenerationParams { top_p: 0.0, ..params() }, "top_p"),
+            (GenerationParams { top_p: 1.5, ..params() }, "top_p"),
+            (GenerationParams { top_p: f32::NAN, ..params() }, "top_p"),
+            (GenerationParams { repetition_penalty: 0.0, ..params() }, "repetition_penalty"),
+            (GenerationParams { repetition_penalty: f32::NAN, ..params() }, "repetition_penalty"),
+            (GenerationParams { max_new_tokens: 0, ..params() }, "max_new_tokens"),
+            (GenerationParams { stop: vec!["x".into(), String::new()], ..params() }, "stop"),
+        ];
+        for (p, name) in cases {
+            match p.validate().unwrap_err() {
+                err @ Error::InvalidGenerationParam { .. } => {
+                    assert_eq!(err.code(), 308);
+                    assert!(err.to_string().contains(&format!("`{name}`")), "{err}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
 }

@@ -135,6 +135,42 @@ fn the_same_seed_gives_the_same_sample_and_other_seeds_differ() {
     assert_eq!(batch[1], others[0]);
 }
 
+/// A sampled batch through the runtime is the hand-computed logits of the fixture sampled with the public
+/// `sampling::RowSampler` of each row (seed + row, prompt included in the repetition penalty), token for token.
+#[test]
+fn sampled_generation_is_the_public_sampler_over_the_logits_issue_14() {
+    use steer_runtime::sampling::RowSampler;
+    let root = tempfile::tempdir().unwrap();
+    let model = load(root.path());
+    let rows = [("a", [1.0f32, 0.0]), ("b a", [0.3, 0.7])];
+    let profiles: Vec<Profile> = rows.iter().map(|(_, z)| profile(z)).collect();
+    let requests: Vec<_> = rows.iter().zip(&profiles).map(|((p, _), z)| GenerationRequest::new(p, z)).collect();
+    let mut sampled = 0;
+    for seed in 0..8 {
+        let params =
+            GenerationParams { temperature: 2.0, top_k: 6, top_p: 0.95, repetition_penalty: 1.2, seed, ..greedy() };
+        let out = model.generate(&requests, &params).unwrap();
+        for (row, ((prompt, z), generation)) in rows.iter().zip(&out).enumerate() {
+            let prompt = model.policy().unwrap().encode_prompt(prompt).unwrap();
+            let mut sampler = RowSampler::new(seed, row, &prompt);
+            let (mut tokens, mut expected) = (prompt, Vec::new());
+            while expected.len() < params.max_new_tokens {
+                let sum = tokens.iter().map(|&t| t as f32).sum();
+                let id = sampler.sample(&next_logits(&tokens, z, sum), &params);
+                if id == EOS {
+                    break;
+                }
+                tokens.push(id);
+                expected.push(id);
+            }
+            assert_eq!(generation.token_ids, expected, "seed {seed} row {row}: {}", words(&expected));
+            sampled += expected.len();
+        }
+    }
+    println!("{sampled} sampled tokens");
+    assert!(sampled >= 24, "only {sampled} sampled tokens");
+}
+
 #[test]
 fn the_repetition_penalty_covers_the_prompt() {
     // Penalty 2 halves the positive logits of the prompt's tokens: after `assistant`, a = 2 / 2 = 1 < e = 1.6, so

@@ -11,7 +11,8 @@ use steer_runtime::ChatEncoder;
 use tokenizers::Tokenizer;
 
 use crate::error::{Error, Result};
-use crate::policy::generate::{SMOLLM2_CHAT_TEMPLATE, SMOLLM2_EOS, token_id};
+use crate::policy::generate::{SMOLLM2_CHAT_TEMPLATE, token_id};
+use crate::text::embedder_files::SMOLLM2_END_TOKEN;
 use crate::text::llama::{LlamaConfig, LlamaModel};
 use crate::text::{smollm2_gguf_path, smollm2_tokenizer_from_gguf};
 
@@ -77,7 +78,7 @@ pub fn load_base(base: &BaseModel, seed: u64, device: &Device) -> Result<Base> {
         BaseModel::Smollm2 | BaseModel::Tiny => {
             let gguf = smollm2_gguf_path();
             let tokenizer = smollm2_tokenizer_from_gguf(&gguf)?;
-            let eos = token_id(&tokenizer, SMOLLM2_EOS)?;
+            let eos = token_id(&tokenizer, SMOLLM2_END_TOKEN)?;
             let (model, id) = if *base == BaseModel::Smollm2 {
                 let hash = steer_runtime::manifest::sha256_file(&gguf)?;
                 (LlamaModel::from_gguf(&gguf, device)?, format!("smollm2-135m-instruct@{hash}"))

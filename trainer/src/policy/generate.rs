@@ -1,10 +1,11 @@
 //! Text generation in candle: the chat template, a KV-cached sampling loop over left-padded batches, and the
-//! trait the built-in steering task measures. The runtime's loop (`steer_runtime::Model::generate`) follows the
-//! same rules, so greedy generations through ONNX Runtime and candle can be compared token for token.
+//! trait the built-in steering task measures. The loop follows the runtime's (`steer_runtime::Model::generate`) and
+//! samples with the runtime's own sampler ([`steer_runtime::sampling`]), so generations through ONNX Runtime and
+//! candle can be compared token for token, sampled ones included.
 
 use candle_core::{Device, Tensor};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use steer_runtime::GenerationParams;
+use steer_runtime::sampling::RowSampler;
 use tokenizers::Tokenizer;
 
 use crate::error::{Error, Result};
@@ -14,8 +15,6 @@ use crate::text::llama::KvCache;
 /// written from the `tokenizer.chat_template` in the GGUF metadata.
 pub const SMOLLM2_CHAT_TEMPLATE: &str = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by \
      Hugging Face<|im_end|>\n<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n";
-/// The token that ends an assistant turn in SmolLM2-Instruct.
-pub const SMOLLM2_EOS: &str = "<|im_end|>";
 
 /// The id of a special token, by its text.
 pub fn token_id(tokenizer: &Tokenizer, token: &str) -> Result<u32> {
@@ -25,35 +24,36 @@ pub fn token_id(tokenizer: &Tokenizer, token: &str) -> Result<u32> {
     })
 }
 
-/// How tokens are picked.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SampleParams {
-    /// The most new tokens per row.
-    pub max_new_tokens: usize,
-    /// 0 = greedy (argmax, lowest id on ties); otherwise logits are divided by it.
-    pub temperature: f32,
-    /// Nucleus sampling mass in (0, 1].
-    pub top_p: f32,
-    /// Row `r` samples from an RNG seeded with `seed + r`.
-    pub seed: u64,
+/// Greedy decoding of up to `max_new_tokens`: temperature 0 and no repetition penalty.
+pub fn greedy(max_new_tokens: usize) -> GenerationParams {
+    GenerationParams {
+        max_new_tokens,
+        temperature: 0.0,
+        top_k: 0,
+        top_p: 1.0,
+        repetition_penalty: 1.0,
+        seed: 0,
+        stop: Vec::new(),
+    }
 }
 
-impl SampleParams {
-    /// Greedy decoding of up to `max_new_tokens`.
-    pub fn greedy(max_new_tokens: usize) -> Self {
-        SampleParams { max_new_tokens, temperature: 0.0, top_p: 1.0, seed: 0 }
-    }
+/// Sampling at `temperature` within the nucleus `top_p`, row `r` drawing from seed `seed + r`; no top-k cut and no
+/// repetition penalty.
+pub fn nucleus(max_new_tokens: usize, temperature: f32, top_p: f32, seed: u64) -> GenerationParams {
+    GenerationParams { temperature, top_p, seed, ..greedy(max_new_tokens) }
 }
 
 /// One decoding step: `(input_ids, attention_mask, position_ids, past)` → `(logits [B, T, V], presents)`.
 pub type StepFn<'a> = dyn Fn(&Tensor, &Tensor, &Tensor, Option<&[KvCache]>) -> Result<(Tensor, Vec<KvCache>)> + 'a;
 
-/// Generates a continuation of each prompt (token ids) with `step`, in one left-padded batch. A row ends at a token
-/// of `eos` (not returned) or after `max_new_tokens`; finished rows are fed `pad` until all are done.
+/// Generates a continuation of each prompt (token ids) with `step`, in one left-padded batch, sampling each row with
+/// its [`RowSampler`] (the runtime's rule, seed and repetition penalty over the prompt and the generated tokens). A
+/// row ends at a token of `eos` (not returned) or after `max_new_tokens`; finished rows are fed `pad` until all are
+/// done. `params` must be valid and have no stop strings (the loop does not decode text).
 pub fn generate_ids(
     step: &StepFn<'_>,
     prompts: &[Vec<u32>],
-    params: &SampleParams,
+    params: &GenerationParams,
     eos: &[u32],
     pad: u32,
     device: &Device,
@@ -67,13 +67,22 @@ pub fn generate_ids(
             got: format!("{b} prompts"),
         });
     }
+    params.validate()?;
+    if !params.stop.is_empty() {
+        return Err(Error::InvalidInput {
+            input: "params.stop",
+            expected: "no stop strings (the candle loop works on token ids)".into(),
+            got: format!("{:?}", params.stop),
+        });
+    }
     let mut mask: Vec<Vec<u32>> =
         prompts.iter().map(|p| [vec![0; longest - p.len()], vec![1; p.len()]].concat()).collect();
     let ids: Vec<u32> = prompts.iter().flat_map(|p| [vec![pad; longest - p.len()], p.clone()].concat()).collect();
     let mut positions: Vec<u32> =
         prompts.iter().flat_map(|p| [vec![0; longest - p.len()], (0..p.len() as u32).collect()].concat()).collect();
     let mut input = Tensor::from_vec(ids, (b, longest), device)?;
-    let mut rngs: Vec<StdRng> = (0..b).map(|r| StdRng::seed_from_u64(params.seed.wrapping_add(r as u64))).collect();
+    let mut samplers: Vec<RowSampler> =
+        prompts.iter().enumerate().map(|(row, prompt)| RowSampler::new(params.seed, row, prompt)).collect();
     let mut next_position: Vec<u32> = prompts.iter().map(|p| p.len() as u32).collect();
     let mut out = vec![Vec::new(); b];
     let mut done = vec![false; b];
@@ -95,7 +104,7 @@ pub fn generate_ids(
                 next.push(pad);
                 continue;
             }
-            let token = pick(logits, params, &mut rngs[row]);
+            let token = samplers[row].sample(logits, params);
             if eos.contains(&token) {
                 done[row] = true;
             } else {
@@ -118,46 +127,6 @@ pub fn generate_ids(
     Ok(out)
 }
 
-/// Picks a token from one row's logits.
-fn pick(logits: &[f32], params: &SampleParams, rng: &mut StdRng) -> u32 {
-    let argmax = || {
-        let mut best = 0;
-        for (i, &v) in logits.iter().enumerate() {
-            if v > logits[best] {
-                best = i;
-            }
-        }
-        best as u32
-    };
-    if params.temperature <= 0.0 {
-        return argmax();
-    }
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut probs: Vec<(u32, f32)> =
-        logits.iter().enumerate().map(|(i, &v)| (i as u32, ((v - max) / params.temperature).exp())).collect();
-    probs.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    let total: f32 = probs.iter().map(|p| p.1).sum();
-    let mut kept = 0.0;
-    let mut cut = probs.len();
-    for (i, p) in probs.iter().enumerate() {
-        kept += p.1 / total;
-        if kept >= params.top_p {
-            cut = i + 1;
-            break;
-        }
-    }
-    probs.truncate(cut);
-    let mass: f32 = probs.iter().map(|p| p.1).sum();
-    let mut draw = rng.random::<f32>() * mass;
-    for (id, p) in &probs {
-        draw -= p;
-        if draw <= 0.0 {
-            return *id;
-        }
-    }
-    probs.last().map_or_else(argmax, |p| p.0)
-}
-
 /// The trait the built-in steering task measures: the number of words (whitespace-separated) in a response.
 pub fn word_count(text: &str) -> usize {
     text.split_whitespace().count()
@@ -174,7 +143,7 @@ mod tests {
         let step =
             |i: &Tensor, m: &Tensor, p: &Tensor, past: Option<&[KvCache]>| model.forward_step(i, m, p, past, &[]);
         let prompts = vec![vec![3u32, 7, 9, 12, 5], vec![4u32, 8]];
-        let params = SampleParams::greedy(6);
+        let params = greedy(6);
         let together = generate_ids(&step, &prompts, &params, &[], 0, &Device::Cpu).unwrap();
         for (row, prompt) in prompts.iter().enumerate() {
             let alone = generate_ids(&step, std::slice::from_ref(prompt), &params, &[], 0, &Device::Cpu).unwrap();
@@ -196,17 +165,23 @@ mod tests {
     }
 
     #[test]
-    fn sampling_is_seeded_and_top_p_one_token_is_greedy() {
-        let logits = [0.5f32, 2.0, 1.9, -1.0];
-        let sample = |seed: u64, top_p: f32| {
-            let params = SampleParams { max_new_tokens: 1, temperature: 1.0, top_p, seed };
-            let mut rng = StdRng::seed_from_u64(seed);
-            (0..32).map(|_| pick(&logits, &params, &mut rng)).collect::<Vec<_>>()
-        };
-        assert_eq!(sample(1, 1.0), sample(1, 1.0));
-        assert_ne!(sample(1, 1.0), sample(2, 1.0));
-        // The top token alone has 43 % of the mass: top-p 0.3 keeps only it.
-        assert!(sample(3, 0.3).iter().all(|&t| t == 1));
+    fn sampled_rows_are_seeded_per_row_and_stop_strings_are_refused() {
+        let model = LlamaModel::from_config_seeded(&LlamaConfig::tiny(), 11, &Device::Cpu).unwrap();
+        let step =
+            |i: &Tensor, m: &Tensor, p: &Tensor, past: Option<&[KvCache]>| model.forward_step(i, m, p, past, &[]);
+        let prompts = vec![vec![3u32, 7, 9, 12, 5], vec![3u32, 7, 9, 12, 5]];
+        let params = GenerationParams { top_k: 20, repetition_penalty: 1.3, ..nucleus(8, 1.5, 0.95, 4) };
+        let run = |params: &GenerationParams| generate_ids(&step, &prompts, params, &[], 0, &Device::Cpu).unwrap();
+        let out = run(&params);
+        assert_eq!(out, run(&params));
+        // The same prompt twice: row 1 draws from seed + 1, as row 0 does with the next seed.
+        assert_ne!(out[0], out[1]);
+        assert_eq!(run(&GenerationParams { seed: 5, ..params.clone() })[0], out[1]);
+        let stop = GenerationParams { stop: vec!["x".into()], ..params.clone() };
+        let err = generate_ids(&step, &prompts, &stop, &[], 0, &Device::Cpu).unwrap_err();
+        assert!(err.to_string().contains("params.stop"), "{err}");
+        let bad = GenerationParams { top_p: 0.0, ..params };
+        assert!(generate_ids(&step, &prompts, &bad, &[], 0, &Device::Cpu).is_err());
         assert_eq!(word_count("  two\nwords "), 2);
     }
 }

@@ -21,6 +21,7 @@
 
 pub mod base;
 pub mod dpo;
+pub mod evaluate;
 pub mod export;
 pub mod film;
 pub mod generate;

@@ -11,8 +11,8 @@
 //! Answers cut off at the length cap keep only their complete sentences ([`complete_sentences`]), so every answer
 //! ends where its text ends.
 //!
-//! Generated pairs are cached in the project cache (keyed by the base model's hash and every setting), so reruns
-//! and tests do not generate them again.
+//! Generated pairs are cached in the project cache (keyed by the base model's hash, every setting and the sampler), so
+//! reruns and tests do not generate them again.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 use crate::data::{PreferenceDataset, PreferencePair};
 use crate::error::{Error, Result};
 use crate::policy::base::{Base, with_system_prompt};
-use crate::policy::generate::{SampleParams, generate_ids, word_count};
+use crate::policy::generate::{generate_ids, nucleus, word_count};
 use crate::text::llama::KvCache;
 use steer_runtime::ChatEncoder;
 
@@ -35,6 +35,9 @@ pub const USER_TYPES: [&str; 2] = ["concise", "detailed"];
 /// The system prompt that asks the base model for each type's kind of answer when the data is generated.
 const STYLE_PROMPTS: [&str; 2] =
     ["Answer in one short sentence.", "Answer in detail, with several sentences and examples."];
+/// Names the sampler the answers were drawn with, in the cache key: data drawn by the trainer's former sampler
+/// (another random generator, no top-k) is not reused.
+const SAMPLER: &str = "steer_runtime::sampling";
 /// Question templates; `{}` is the topic.
 const QUESTIONS: [&str; 4] = ["What is {}?", "Why does {} matter?", "How does {} work?", "Tell me about {}."];
 /// Topics; the first 40 are for training, the next 10 for development and the last 10 for evaluation.
@@ -171,12 +174,8 @@ pub fn generate_split(base: &Base, cfg: &SteeringConfig, split: usize, progress:
                 rows.push(template.encode(prompt)?);
             }
         }
-        let params = SampleParams {
-            max_new_tokens: cfg.max_new_tokens,
-            temperature: cfg.temperature,
-            top_p: 0.95,
-            seed: cfg.seed.wrapping_mul(1_000_003).wrapping_add((split * 10_000 + chunk_index * 100) as u64),
-        };
+        let seed = cfg.seed.wrapping_mul(1_000_003).wrapping_add((split * 10_000 + chunk_index * 100) as u64);
+        let params = nucleus(cfg.max_new_tokens, cfg.temperature, 0.95, seed);
         let answers = generate_ids(&step, &rows, &params, &[eos], eos, &device)?;
         for (i, prompt) in chunk.iter().enumerate() {
             // The trainer ends every answer with the end-of-turn token, so an answer cut off at `max_new_tokens`
@@ -243,9 +242,9 @@ pub fn write_jsonl(data: &PreferenceDataset, path: &Path) -> Result<()> {
 /// `cache_dir` when they were generated before, else generated and cached. Returns the folder holding
 /// `train.jsonl`, `dev.jsonl` and `eval.jsonl`.
 pub fn prepare(base: &Base, cfg: &SteeringConfig, cache_dir: &Path, progress: bool) -> Result<PathBuf> {
+    let key = (&base.id, &base.chat_template, cfg, &QUESTIONS[..], &TOPICS[..], &STYLE_PROMPTS[..], SAMPLER);
     let key =
-        serde_json::to_string(&(&base.id, &base.chat_template, cfg, &QUESTIONS[..], &TOPICS[..], &STYLE_PROMPTS[..]))
-            .map_err(|e| Error::Json { path: cache_dir.into(), message: e.to_string() })?;
+        serde_json::to_string(&key).map_err(|e| Error::Json { path: cache_dir.into(), message: e.to_string() })?;
     let key: String = Sha256::digest(key.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect();
     let dir = cache_dir.join(format!("steering-{key}"));
     let files = ["train.jsonl", "dev.jsonl", "eval.jsonl"].map(|f| dir.join(f));
