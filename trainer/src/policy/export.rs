@@ -128,7 +128,9 @@ pub fn policy_model(policy: &SteerPolicy) -> Result<ModelProto> {
         g.linear(&x, head)?
     };
     g.output(&logits, policy_io::LOGITS, &[BATCH, SEQ, Dim::Fixed(cfg.vocab_size)]);
-    Ok(g.finish_model("Steer NP-DPO policy: Llama-family decoder with FiLM(z) and merged LoRA, with a key/value cache")?)
+    Ok(g.finish_model(
+        "Steer NP-DPO policy: Llama-family decoder with FiLM(z) and merged LoRA, with a key/value cache",
+    )?)
 }
 
 /// One decoder block with its cache; returns the block output and the present key and value `[B, kv, S, d]`.
