@@ -38,7 +38,7 @@ pub struct NpBtl {
 #[derive(Debug, Clone, PartialEq)]
 pub enum RewardWeights {
     /// Conditioned on the user's context.
-    NpBtl(NpBtl),
+    NpBtl(Box<NpBtl>),
     /// Bradley-Terry-Luce: one reward stack d → … → 1.
     Btl {
         /// The reward layers.

@@ -65,7 +65,7 @@ pub fn np_btl_bundle(dir: &Path, shape: NpBtlShape, seed: u64) -> PathBuf {
     let (d, h) = (shape.embedding_dim, shape.hidden);
     let weights = np_btl_weights(shape, seed);
     let encoder = reward::encoder_graph(&weights.encoder, d, h).expect("the encoder graph writes");
-    let reward = reward::reward_graph(&RewardWeights::NpBtl(weights), d, h).expect("the reward graph writes");
+    let reward = reward::reward_graph(&RewardWeights::NpBtl(Box::new(weights)), d, h).expect("the reward graph writes");
     let dims = Dims { embedding_dim: d, latent_dim: h };
     write_bundle(dir, ModelKind::NpBtl, dims, &[("reward.onnx", reward), ("encoder.onnx", encoder)]);
     dir.to_path_buf()

@@ -29,11 +29,11 @@ fn encoder_weights(model: &NpBtl) -> Result<reward::ContextEncoder> {
 /// `model`'s weights, for the writer.
 pub fn reward_weights(model: &RewardModel) -> Result<RewardWeights> {
     Ok(match model {
-        RewardModel::NpBtl(m) => RewardWeights::NpBtl(reward::NpBtl {
+        RewardModel::NpBtl(m) => RewardWeights::NpBtl(Box::new(reward::NpBtl {
             encoder: encoder_weights(m)?,
             target: onnx::dense_stack(&m.target)?,
             decoder: onnx::dense_stack(&m.decoder)?,
-        }),
+        })),
         RewardModel::Btl(m) => RewardWeights::Btl { reward: onnx::dense_stack(&m.reward)? },
         RewardModel::Dpl(m) => RewardWeights::Dpl {
             trunk: onnx::dense_stack(&m.trunk)?,
