@@ -19,8 +19,7 @@ const PARAPHRASE_B: &str = "Someone plays a guitar.";
 const UNRELATED: &str = "The stock market fell today.";
 
 // The same fetch-or-skip helper the trainer's unit tests use.
-#[path = "../trainer/src/text/testing.rs"]
-mod testing;
+use steer_testkit as testing;
 use testing::models_or_skip;
 
 fn load() -> (MiniLmEmbedder, tokenizers::Tokenizer) {

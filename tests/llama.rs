@@ -30,8 +30,7 @@ In the summer, farmers worked in the fields from dawn until dusk, and in the eve
 porches to watch the sun go down behind the hills.";
 
 // The same fetch-or-skip helper the trainer's unit tests use.
-#[path = "../trainer/src/text/testing.rs"]
-mod testing;
+use steer_testkit as testing;
 use testing::models_or_skip;
 
 fn model() -> &'static LlamaModel {

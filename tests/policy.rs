@@ -341,8 +341,7 @@ fn candle_and_onnx_runtime_sample_the_same_tokens_issue_14() {
 }
 
 // The same fetch-or-skip helper the trainer's unit tests use (the tiny run needs SmolLM2's tokenizer and MiniLM).
-#[path = "../trainer/src/text/testing.rs"]
-mod testing;
+use steer_testkit as testing;
 
 /// The whole `train-policy` pipeline on a tiny random decoder and the built-in text task (casual vs formal users):
 /// NP-BTL, DPO through cached frozen layers, export, and generation through the runtime. A tiny decoder writes no

@@ -14,8 +14,7 @@ use steer_trainer::text::{EmbedderChoice, MiniLmEmbedder, minilm_dir};
 use steer_trainer::text_run::{DataFormat, TextRunRecord, train_text};
 use steer_trainer::train::TrainConfig;
 
-#[path = "../trainer/src/text/testing.rs"]
-mod testing;
+use steer_testkit as testing;
 use testing::models_or_skip;
 
 /// One small run shared by the tests of this file (training takes about a minute on 2 cores).

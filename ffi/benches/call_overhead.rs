@@ -3,27 +3,23 @@
 //! the panic boundary, the thread-local message, copying results into the caller's buffers). The target is under
 //! 1 µs per call.
 //!
-//! The bundle has the demo's NP-BTL architecture (d = 1, H = 128) with seeded random weights. Run with
+//! The bundle has the demo's NP-BTL architecture (d = 1, H = 128) with seeded random weights (the test kit's). Run with
 //! `cargo bench -p steer-ffi --bench call_overhead`.
 
 use std::hint::black_box;
 use std::ptr;
 
-use candle_core::Device;
 use criterion::{Criterion, criterion_group, criterion_main};
 use ndarray::{Array2, ArrayView1};
 use steer::*;
-use steer_runtime::{LoadOptions, Model, ModelKind};
-use steer_trainer::export::write_bundle;
-use steer_trainer::train::{TrainConfig, init_model};
+use steer_runtime::{LoadOptions, Model};
+use steer_testkit::{NpBtlShape, np_btl_bundle};
 
 const K: usize = 10;
 
 fn bench(c: &mut Criterion) {
-    let cfg = TrainConfig::default().model_config(ModelKind::NpBtl);
-    let (trained, _) = init_model(&cfg, 0, &Device::Cpu).expect("model");
     let dir = tempfile::tempdir().expect("tempdir");
-    write_bundle(&trained, &cfg, dir.path(), serde_json::json!({}), serde_json::json!({})).expect("export");
+    np_btl_bundle(dir.path(), NpBtlShape::DEMO, 0);
 
     let rust = Model::load(dir.path(), &LoadOptions::default()).expect("load through Rust");
     let path = std::ffi::CString::new(dir.path().to_str().expect("UTF-8 path")).expect("path");

@@ -1,6 +1,6 @@
 //! Bundle validation that happens before ONNX Runtime is involved: the manifest and the files it lists.
 
-mod common;
+use steer_testkit as common;
 
 use std::path::Path;
 

@@ -1,6 +1,6 @@
 //! Loading and running real (tiny, hand-encoded) ONNX graphs through ONNX Runtime.
 
-mod common;
+use steer_testkit as common;
 
 use std::path::Path;
 use std::sync::Arc;

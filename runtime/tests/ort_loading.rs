@@ -3,7 +3,7 @@
 //! ONNX Runtime is process-global, so this file has a single test that walks through the failures before the one
 //! successful load (a test binary is one process).
 
-mod common;
+use steer_testkit as common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! Text generation end to end with the hand-made policy of `common::policy_graph`: greedy replies computed by hand,
 //! per-row profiles, the cache, left padding, seeded sampling, stop strings, streaming, best-of-n and the errors.
 
-mod common;
+use steer_testkit as common;
 
 use std::ops::ControlFlow;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! Text bundles end to end: a hand-made tokenizer and embedder graph (the fixtures in `common`), loaded with the
 //! bundle and run through ONNX Runtime; the text calls agree with the embedding calls on the same embeddings.
 
-mod common;
+use steer_testkit as common;
 
 use std::path::{Path, PathBuf};
 

@@ -17,8 +17,7 @@ use steer_runtime::text::{EMBED_BATCH, TokenBatch};
 use steer_trainer::text::llama::LlamaModel;
 use steer_trainer::text::{EmbedderChoice, EmbedderFiles, MiniLmEmbedder, minilm_dir, smollm2_gguf_path};
 
-#[path = "../src/text/testing.rs"]
-mod testing;
+use steer_testkit as testing;
 
 /// Tokens per text.
 const TOKENS: usize = 128;

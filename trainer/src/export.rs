@@ -3,11 +3,12 @@
 use std::fs;
 use std::path::Path;
 
-use steer_runtime::manifest::{Dims, FORMAT_VERSION, FileEntry, Graphs, Manifest, io, sha256_file};
+use steer_onnx::reward::{self, RewardWeights};
+use steer_runtime::manifest::{Dims, FORMAT_VERSION, FileEntry, Graphs, Manifest, sha256_file};
 
 use crate::error::{Error, Result};
 use crate::model::{DPL_MIN_STD, ModelConfig, NpBtl, RewardModel};
-use crate::onnx::{Dim, GraphBuilder, OPSET};
+use crate::onnx::{self, OPSET};
 use crate::text::embedder_files::EmbedderFiles;
 
 /// File name of the context encoder graph.
@@ -15,73 +16,42 @@ pub const ENCODER_FILE: &str = "encoder.onnx";
 /// File name of the reward graph.
 pub const REWARD_FILE: &str = "reward.onnx";
 
-const BATCH: Dim = Dim::Dynamic("batch");
-const K: Dim = Dim::Dynamic("k");
-const N: Dim = Dim::Dynamic("n");
+/// The context encoder's weights, for the writer.
+fn encoder_weights(model: &NpBtl) -> Result<reward::ContextEncoder> {
+    let enc = &model.encoder;
+    Ok(reward::ContextEncoder {
+        pair: onnx::dense_stack(&enc.pair)?,
+        attention: onnx::attention(&enc.attention)?,
+        out: onnx::dense_stack(&enc.out)?,
+    })
+}
+
+/// `model`'s weights, for the writer.
+pub fn reward_weights(model: &RewardModel) -> Result<RewardWeights> {
+    Ok(match model {
+        RewardModel::NpBtl(m) => RewardWeights::NpBtl(Box::new(reward::NpBtl {
+            encoder: encoder_weights(m)?,
+            target: onnx::dense_stack(&m.target)?,
+            decoder: onnx::dense_stack(&m.decoder)?,
+        })),
+        RewardModel::Btl(m) => RewardWeights::Btl { reward: onnx::dense_stack(&m.reward)? },
+        RewardModel::Dpl(m) => RewardWeights::Dpl {
+            trunk: onnx::dense_stack(&m.trunk)?,
+            mean: onnx::dense(&m.mean)?,
+            std: onnx::dense(&m.std)?,
+            min_std: DPL_MIN_STD,
+        },
+    })
+}
 
 /// `encoder.onnx`: `context` `[B, K, 2d]`, `mask` `[B, K]` → `z` `[B, H]`.
 pub fn encoder_graph(model: &NpBtl, cfg: &ModelConfig) -> Result<Vec<u8>> {
-    let mut g = GraphBuilder::new("steer_np_encoder");
-    let context = g.input(io::CONTEXT, &[BATCH, K, Dim::Fixed(2 * cfg.embedding_dim)]);
-    let mask = g.input(io::MASK, &[BATCH, K]);
-    let enc = &model.encoder;
-    let pairs = g.mlp(&context, &enc.pair)?;
-    let attended = g.masked_self_attention(&pairs, &mask, &enc.attention)?;
-    let summed = g.masked_sum(&attended, &mask);
-    let z = g.mlp(&summed, &enc.out)?;
-    g.output(&z, io::Z, &[BATCH, Dim::Fixed(cfg.hidden)]);
-    g.finish("Steer NP-BTL context encoder: a user's context pairs -> latent preference z")
+    Ok(reward::encoder_graph(&encoder_weights(model)?, cfg.embedding_dim, cfg.hidden)?)
 }
 
 /// `reward.onnx` for any model kind.
 pub fn reward_graph(model: &RewardModel, cfg: &ModelConfig) -> Result<Vec<u8>> {
-    let mut g = GraphBuilder::new("steer_reward");
-    let options = g.input(io::OPTIONS, &[BATCH, N, Dim::Fixed(cfg.embedding_dim)]);
-    let out_dims = [BATCH, N];
-    match model {
-        RewardModel::NpBtl(m) => {
-            let z = g.input(io::Z, &[BATCH, Dim::Fixed(cfg.hidden)]);
-            let targets = g.mlp(&options, &m.target)?;
-            // decoder([t ‖ z]) computed as in candle: t·W_tᵀ + (z·W_zᵀ + b), then the remaining layers.
-            let (w_target, w_z, bias) = m.decoder_first_layer()?;
-            let w_target = g.tensor("decoder_w_target", &w_target.t()?.contiguous()?)?;
-            let w_z = g.tensor("decoder_w_z", &w_z.t()?.contiguous()?)?;
-            let from_targets = g.node("MatMul", &[&targets, &w_target], vec![]);
-            let mut from_z = g.node("MatMul", &[&z, &w_z], vec![]);
-            if let Some(bias) = bias {
-                let bias = g.tensor("decoder_bias", &bias)?;
-                from_z = g.node("Add", &[&from_z, &bias], vec![]);
-            }
-            let axis = g.constant_i64("axes", &[1]);
-            let from_z = g.node("Unsqueeze", &[&from_z, &axis], vec![]);
-            let mut hidden = g.node("Add", &[&from_targets, &from_z], vec![]);
-            for layer in &m.decoder.layers()[1..] {
-                hidden = g.node("Relu", &[&hidden], vec![]);
-                hidden = g.linear(&hidden, layer)?;
-            }
-            let reward = g.squeeze_last(&hidden);
-            g.output(&reward, io::REWARD, &out_dims);
-        }
-        RewardModel::Btl(m) => {
-            let r = g.mlp(&options, &m.reward)?;
-            let reward = g.squeeze_last(&r);
-            g.output(&reward, io::REWARD, &out_dims);
-        }
-        RewardModel::Dpl(m) => {
-            let trunk = g.mlp(&options, &m.trunk)?;
-            let trunk = g.node("Relu", &[&trunk], vec![]);
-            let mean = g.linear(&trunk, &m.mean)?;
-            let mean = g.squeeze_last(&mean);
-            let raw = g.linear(&trunk, &m.std)?;
-            let raw = g.squeeze_last(&raw);
-            let std = g.node("Softplus", &[&raw], vec![]);
-            let floor = g.constant_f32("min_std", &[], &[DPL_MIN_STD as f32]);
-            let std = g.node("Add", &[&std, &floor], vec![]);
-            g.output(&mean, io::REWARD, &out_dims);
-            g.output(&std, io::REWARD_STD, &out_dims);
-        }
-    }
-    g.finish("Steer reward model: option embeddings (and z) -> rewards")
+    Ok(reward::reward_graph(&reward_weights(model)?, cfg.embedding_dim, cfg.hidden)?)
 }
 
 /// Writes `model` as a bundle into `dir`: the graphs, then `manifest.json` with every file's hash.

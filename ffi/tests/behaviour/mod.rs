@@ -4,11 +4,11 @@
 //!
 //! Each test body is generic over [`Api`]; `behaviour_tests!(ApiType)` turns them into `#[test]` functions. The
 //! numbers come from tiny hand-encoded ONNX graphs with known outputs (the runtime's test fixtures), so they are
-//! checked against arithmetic, not against a recording; the thread test uses the demo's real NP-BTL architecture.
+//! checked against arithmetic, not against a recording; the thread test uses the demo's real NP-BTL architecture
+//! (the kit's seeded weights).
 #![allow(dead_code)]
 
-#[path = "../../../runtime/tests/common/mod.rs"]
-pub mod fixtures;
+pub use steer_testkit as fixtures;
 
 use std::path::{Path, PathBuf};
 
@@ -899,14 +899,11 @@ pub fn bad_generation_calls_get_stable_codes<A: Api>() {
     assert_code(A::generate_best_of_n(&plain, "a", &z, 2, Some(&greedy())), 310, "no policy");
 }
 
-/// The demo's NP-BTL architecture (d = 1) with seeded random weights, exported by the trainer.
+/// The demo's NP-BTL architecture (d = 1, H = 64, 8 heads) with seeded random weights, written by the same ONNX
+/// writer as the trainer's export.
 pub fn demo_architecture_bundle(dir: &Path) -> PathBuf {
     fixtures::ensure_ort();
-    let config = steer_trainer::model::ModelConfig { kind: ModelKind::NpBtl, embedding_dim: 1, hidden: 64, heads: 8 };
-    let (model, _) = steer_trainer::train::init_model(&config, 3, &candle_core::Device::Cpu).unwrap();
-    let json = serde_json::json!({});
-    steer_trainer::export::write_bundle(&model, &config, dir, json.clone(), json).unwrap();
-    dir.to_path_buf()
+    fixtures::np_btl_bundle(dir, fixtures::NpBtlShape { hidden: 64, ..fixtures::NpBtlShape::DEMO }, 3)
 }
 
 pub fn eight_threads_share_one_model<A: Api>() {

@@ -329,13 +329,7 @@ pub(crate) mod tests {
 
     /// The shared data folder beside the repository (`../shared/data`), if present.
     pub(crate) fn shared_data(relative: &str) -> Option<std::path::PathBuf> {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data").join(relative);
-        if path.exists() {
-            Some(path)
-        } else {
-            eprintln!("SKIPPED: {} is absent (expected beside the repository at ../shared/data)", path.display());
-            None
-        }
+        steer_testkit::shared_data(relative)
     }
 
     #[test]

@@ -3,10 +3,9 @@
 use candle_core::{D, Module, Tensor};
 use candle_nn::{Linear, VarBuilder, linear};
 
-/// Added to the attention logits of masked keys (padded, or future in a decoder), in every model of the crate and its
-/// ONNX export. Large enough that `exp` underflows to exactly 0 in f32, small enough that a row of only padding stays
-/// finite (it becomes uniform and is masked later).
-pub const MASKED_LOGIT: f64 = -1e9;
+/// Added to the attention logits of masked keys (padded, or future in a decoder), in every model of the crate; the
+/// ONNX writer's own constant, so that candle and the exported graphs mask alike.
+pub use steer_onnx::MASKED_LOGIT;
 
 /// Linear layers with ReLU between them (none after the last).
 #[derive(Debug, Clone)]

@@ -19,7 +19,7 @@ use steer_runtime::{GenerationParams, PolicySpec};
 use crate::error::{Error, Result};
 use crate::model::layers::MASKED_LOGIT;
 use crate::onnx::proto::{ModelProto, data_type};
-use crate::onnx::{Dim, GraphBuilder, attr_int, attr_ints, write_model};
+use crate::onnx::{CandleLayers, Dim, GraphBuilder, attr_int, attr_ints, write_model};
 use crate::policy::SteerPolicy;
 use crate::policy::base::Base;
 use crate::text::llama::{LlamaBlock, LlamaConfig};
@@ -129,7 +129,9 @@ pub fn policy_model(policy: &SteerPolicy) -> Result<ModelProto> {
         g.linear(&x, head)?
     };
     g.output(&logits, policy_io::LOGITS, &[BATCH, SEQ, Dim::Fixed(cfg.vocab_size)]);
-    g.finish_model("Steer NP-DPO policy: Llama-family decoder with FiLM(z) and merged LoRA, with a key/value cache")
+    Ok(g.finish_model(
+        "Steer NP-DPO policy: Llama-family decoder with FiLM(z) and merged LoRA, with a key/value cache",
+    )?)
 }
 
 /// One decoder block with its cache; returns the block output and the present key and value `[B, kv, S, d]`.

@@ -15,7 +15,7 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::model::layers::MASKED_LOGIT;
 use crate::onnx::proto::data_type;
-use crate::onnx::{Dim, GraphBuilder, attr_int, attr_ints};
+use crate::onnx::{CandleLayers, Dim, GraphBuilder, attr_int, attr_ints};
 use crate::text::bert::{BertLayer, MIN_NORM, MIN_TOKEN_COUNT, MiniLmEmbedder};
 
 /// File name of the exported embedder.
@@ -81,7 +81,7 @@ pub fn embedder_graph(embedder: &MiniLmEmbedder) -> Result<Vec<u8>> {
     let norm = g.node("Max", &[&norm, &min_norm], vec![]);
     let embedding = g.node("Div", &[&pooled, &norm], vec![]);
     g.output(&embedding, EMBEDDING, &[BATCH, Dim::Fixed(cfg.hidden_size)]);
-    g.finish("Steer text embedder: all-MiniLM-L6-v2 (BERT, mean pooling, L2 normalisation)")
+    Ok(g.finish("Steer text embedder: all-MiniLM-L6-v2 (BERT, mean pooling, L2 normalisation)")?)
 }
 
 /// One post-norm BERT layer on `x` `[B, T, H]` with `key_bias` `[B, 1, 1, T]`.

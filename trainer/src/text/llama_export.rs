@@ -23,7 +23,7 @@ use candle_core::Device;
 
 use crate::error::{Error, Result};
 use crate::onnx::proto::data_type;
-use crate::onnx::{Dim, GraphBuilder, attr_int, attr_ints};
+use crate::onnx::{CandleLayers, Dim, GraphBuilder, attr_int, attr_ints};
 use crate::text::bert::MIN_NORM;
 use crate::text::embedder_export::{ATTENTION_MASK, EMBEDDING, INPUT_IDS};
 use candle_nn::{Linear, RmsNorm};
@@ -114,7 +114,7 @@ pub fn llama_embedder_graph(model: &LlamaModel) -> Result<Vec<u8>> {
     let norm = g.node("Max", &[&norm, &min_norm], vec![]);
     let embedding = g.node("Div", &[&picked, &norm], vec![]);
     g.output(&embedding, EMBEDDING, &[BATCH, Dim::Fixed(cfg.hidden_size)]);
-    g.finish("Steer text embedder: Llama-family decoder (last real token after output_norm, L2 normalisation)")
+    Ok(g.finish("Steer text embedder: Llama-family decoder (last real token after output_norm, L2 normalisation)")?)
 }
 
 /// One pre-norm decoder block on `x` `[B, T, hidden]`.

@@ -25,24 +25,38 @@ use std::path::{Path, PathBuf};
 use steer_runtime::manifest::MANIFEST_FILE;
 use steer_runtime::{Dims, GenerationParams, Manifest, ModelKind, PolicySpec};
 
-use super::{D, Graph, node, text_spec, write_bundle_with_text};
+use crate::bundle::write_bundle_with_text;
+use crate::graph::{D, Graph};
+use crate::text::{text_files, text_spec, word_level_tokenizer_json};
 
 /// The policy's vocabulary; a token's id is its index.
 pub const POLICY_VOCAB: [&str; 12] =
     ["<pad>", "<|im_start|>", "<|im_end|>", "user", "assistant", "a", "b", "c", "d", "e", "x", "[UNK]"];
+/// `<pad>`.
 pub const PAD: u32 = 0;
+/// `<|im_start|>`.
 pub const IM_START: u32 = 1;
+/// `<|im_end|>`, the end token.
 pub const EOS: u32 = 2;
+/// `user`.
 pub const USER: u32 = 3;
+/// `assistant`.
 pub const ASSISTANT: u32 = 4;
+/// `a`.
 pub const A: u32 = 5;
+/// `b`.
 pub const B: u32 = 6;
+/// `c`.
 pub const C: u32 = 7;
+/// `d`.
 pub const DD: u32 = 8;
+/// `e`.
 pub const E: u32 = 9;
+/// `x`.
 pub const X: u32 = 10;
 /// From this position on, `x` gets +10: replies in the tests end earlier, unless positions are miscounted.
 pub const X_FROM: usize = 11;
+/// `[UNK]`.
 pub const UNK: u32 = 11;
 const V: usize = POLICY_VOCAB.len();
 /// The profile size of the policy bundle.
@@ -51,6 +65,7 @@ pub const LATENT: usize = 2;
 pub const POLICY_DIMS: Dims = Dims { embedding_dim: 4, latent_dim: LATENT };
 /// The context window.
 pub const MAX_POSITIONS: usize = 24;
+/// The chat template: the prompt between the user and assistant markers.
 pub const CHAT_TEMPLATE: &str = "<|im_start|> user {prompt} <|im_end|> <|im_start|> assistant";
 
 /// `BIGRAM[prev][next]`: a → c → a, b → d → b, e → EOS.
@@ -83,7 +98,7 @@ pub fn position_bonus(position: usize, v: u32) -> f32 {
 /// The logits the graph gives for the next token after `tokens` (every real token so far), with `cached_sum` the
 /// sum the cache term sees (the sum of `tokens` when the cache works).
 pub fn next_logits(tokens: &[u32], z: &[f32], cached_sum: f32) -> Vec<f32> {
-    let last = *tokens.last().unwrap();
+    let last = *tokens.last().expect("at least one token");
     let position = (tokens.len() - 1) as f32;
     (0..V as u32)
         .map(|v| {
@@ -106,7 +121,7 @@ pub fn reference_greedy(prompt: &[u32], z: &[f32], max_new_tokens: usize, workin
         let sum = if working_cache || step == 0 {
             tokens.iter().map(|&t| t as f32).sum()
         } else {
-            *tokens.last().unwrap() as f32
+            *tokens.last().expect("the prompt is not empty") as f32
         };
         let logits = next_logits(&tokens, z, sum);
         let mut best = 0;
@@ -137,13 +152,6 @@ pub fn templated(words: &[u32]) -> Vec<u32> {
 pub struct Broken {
     /// Drop the `z` input.
     pub no_z: bool,
-}
-
-impl Graph {
-    fn node_with(mut self, op: &str, inputs: &[&str], outputs: &[&str], attributes: &[(&str, i64)]) -> Self {
-        self.g = self.g.msg(1, node(op, inputs, outputs, attributes));
-        self
-    }
 }
 
 /// The policy graph described in the module docs.
@@ -185,9 +193,9 @@ pub fn policy_graph(broken: Broken) -> Graph {
         // The cache.
         .cast_to_float("input_ids", "idsf")
         .op("Unsqueeze", &["idsf", "ax13"], &["ids4"])
-        .node_with("Concat", &["past_key_values.0.key", "ids4"], &["present.0.key"], &[("axis", 2)])
+        .op_with("Concat", &["past_key_values.0.key", "ids4"], &["present.0.key"], &[("axis", 2)])
         .op("Mul", &["ids4", "two"], &["ids4x2"])
-        .node_with("Concat", &["past_key_values.0.value", "ids4x2"], &["present.0.value"], &[("axis", 2)])
+        .op_with("Concat", &["past_key_values.0.value", "ids4x2"], &["present.0.value"], &[("axis", 2)])
         // The terms.
         .op("Gather", &["bigram", "input_ids"], &["big"])
         .reduce_sum("present.0.key", "ax123", "sum", 0)
@@ -224,30 +232,7 @@ pub fn policy_graph(broken: Broken) -> Graph {
 /// The policy's `tokenizer.json`: word-level over [`POLICY_VOCAB`], split on whitespace and punctuation, with
 /// `<pad>`, `<|im_start|>` and `<|im_end|>` as special tokens.
 pub fn policy_tokenizer_json() -> Vec<u8> {
-    let ids: serde_json::Map<String, serde_json::Value> =
-        POLICY_VOCAB.iter().enumerate().map(|(id, token)| (token.to_string(), id.into())).collect();
-    let added: Vec<serde_json::Value> = ["<pad>", "<|im_start|>", "<|im_end|>"]
-        .iter()
-        .map(|token| {
-            serde_json::json!({
-                "id": POLICY_VOCAB.iter().position(|t| t == token).unwrap(),
-                "content": token, "single_word": false, "lstrip": false, "rstrip": false,
-                "normalized": false, "special": true,
-            })
-        })
-        .collect();
-    let json = serde_json::json!({
-        "version": "1.0",
-        "truncation": null,
-        "padding": null,
-        "added_tokens": added,
-        "normalizer": null,
-        "pre_tokenizer": { "type": "Whitespace" },
-        "post_processor": null,
-        "decoder": null,
-        "model": { "type": "WordLevel", "vocab": ids, "unk_token": "[UNK]" },
-    });
-    serde_json::to_vec_pretty(&json).unwrap()
+    word_level_tokenizer_json(&POLICY_VOCAB, &["<pad>", "<|im_start|>", "<|im_end|>"])
 }
 
 /// Greedy defaults without a repetition penalty.
@@ -263,6 +248,7 @@ pub fn greedy() -> GenerationParams {
     }
 }
 
+/// The policy's spec, with [`greedy`] defaults.
 pub fn policy_spec() -> PolicySpec {
     PolicySpec {
         graph: "policy.onnx".into(),
@@ -284,19 +270,13 @@ pub fn policy_spec() -> PolicySpec {
 /// An np-btl text bundle (the graphs of `text_bundle`) with the policy; `spec`, the graph and the tokenizer file
 /// may be changed for failure tests.
 pub fn policy_bundle_with(dir: &Path, spec: PolicySpec, graph: Graph, tokenizer: Vec<u8>) -> PathBuf {
-    let (d, latent) = (POLICY_DIMS.embedding_dim, POLICY_DIMS.latent_dim);
     let kind = ModelKind::NpBtl;
-    let files = vec![
-        ("reward.onnx", super::reward_graph(kind, d, latent).into_bytes()),
-        ("encoder.onnx", super::encoder_graph(d, latent).into_bytes()),
-        ("embedder.onnx", super::embedder_graph(d).into_bytes()),
-        ("tokenizer.json", super::tokenizer_json(&super::TEXT_VOCAB)),
-        ("policy.onnx", graph.into_bytes()),
-        ("policy_tokenizer.json", tokenizer),
-    ];
+    let mut files = text_files(kind, POLICY_DIMS);
+    files.push(("policy.onnx", graph.into_bytes()));
+    files.push(("policy_tokenizer.json", tokenizer));
     let mut manifest: Manifest = write_bundle_with_text(dir, kind, POLICY_DIMS, &files, Some(text_spec()));
     manifest.policy = Some(spec);
-    manifest.save(dir).unwrap();
+    manifest.save(dir).expect("cannot write the manifest");
     assert!(dir.join(MANIFEST_FILE).exists());
     dir.to_path_buf()
 }

@@ -1,4 +1,4 @@
-//! The subset of the ONNX protobuf schema (onnx.proto3) that the exporter writes, as prost messages.
+//! The subset of the ONNX protobuf schema (onnx.proto3) that Steer writes, as prost messages.
 //! Field numbers follow the ONNX IR specification; fields we never write are left out, which is
 //! allowed by protobuf.
 
