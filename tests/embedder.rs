@@ -11,8 +11,11 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 use ndarray::Array2;
 use steer_runtime::LoadOptions;
+use steer_runtime::producer::TokenBatch;
 use steer_trainer::text::bert::BertConfig;
-use steer_trainer::text::{MiniLmEmbedder, TokenBatch, minilm_dir, minilm_tokenizer, write_embedder};
+use steer_trainer::text::{
+    MiniLmEmbedder, encode_sentences, minilm_dir, minilm_tokenizer, token_tensors, write_embedder,
+};
 
 const PARAPHRASE_A: &str = "A man is playing a guitar.";
 const PARAPHRASE_B: &str = "Someone plays a guitar.";
@@ -29,14 +32,14 @@ fn load() -> (MiniLmEmbedder, tokenizers::Tokenizer) {
 }
 
 fn candle_embed(embedder: &MiniLmEmbedder, batch: &TokenBatch) -> Vec<Vec<f32>> {
-    let (ids, mask) = batch.to_tensors(&Device::Cpu).unwrap();
+    let (ids, mask) = token_tensors(batch, &Device::Cpu).unwrap();
     embedder.embed(&ids, &mask).unwrap().to_vec2::<f32>().unwrap()
 }
 
 fn ort_session(embedder: &MiniLmEmbedder, dir: &Path) -> ort::session::Session {
     let path = dir.join(steer_trainer::text::EMBEDDER_FILE);
     write_embedder(embedder, &path).unwrap();
-    let env = steer_runtime::ort_env::environment(&LoadOptions::default()).unwrap();
+    let env = steer_runtime::producer::ort_environment(&LoadOptions::default()).unwrap();
     ort::session::Session::builder(&env).unwrap().commit_from_file(&path).unwrap()
 }
 
@@ -45,16 +48,14 @@ fn ort_embed(session: &mut ort::session::Session, batch: &TokenBatch) -> Vec<Vec
 }
 
 fn ort_embed_dim(session: &mut ort::session::Session, batch: &TokenBatch, dim: usize) -> Vec<Vec<f32>> {
-    let ids = Array2::from_shape_vec((batch.batch, batch.seq), batch.input_ids.clone()).unwrap();
-    let mask = Array2::from_shape_vec((batch.batch, batch.seq), batch.attention_mask.clone()).unwrap();
     let out = session
         .run(ort::inputs![
-            "input_ids" => ort::value::TensorRef::from_array_view(ids.view()).unwrap(),
-            "attention_mask" => ort::value::TensorRef::from_array_view(mask.view()).unwrap(),
+            "input_ids" => ort::value::TensorRef::from_array_view(batch.input_ids.view()).unwrap(),
+            "attention_mask" => ort::value::TensorRef::from_array_view(batch.attention_mask.view()).unwrap(),
         ])
         .unwrap();
     let embedding = out["embedding"].try_extract_array::<f32>().unwrap();
-    assert_eq!(embedding.shape(), &[batch.batch, dim]);
+    assert_eq!(embedding.shape(), &[batch.input_ids.nrows(), dim]);
     embedding.rows().into_iter().map(|row| row.to_vec()).collect()
 }
 
@@ -78,22 +79,22 @@ fn candle_and_onnxruntime_agree_on_a_padded_batch() {
         PARAPHRASE_A,
         "Reward models learn which of two answers a person prefers, and few-shot steering adapts them to one user.",
     ];
-    let batch = TokenBatch::encode(&tokenizer, &texts).unwrap();
-    let lengths: Vec<i64> = batch.attention_mask.chunks(batch.seq).map(|row| row.iter().sum()).collect();
+    let batch = encode_sentences(&tokenizer, &texts).unwrap();
+    let lengths: Vec<i64> = batch.attention_mask.rows().into_iter().map(|row| row.sum()).collect();
     assert!(lengths[0] < lengths[1] && lengths[1] < lengths[2], "want three lengths: {lengths:?}");
     let candle = candle_embed(&embedder, &batch);
     let dir = tempfile::tempdir().unwrap();
     let mut session = ort_session(&embedder, dir.path());
     let onnx = ort_embed(&mut session, &batch);
     let diff = max_abs_diff(&candle, &onnx);
-    println!("token lengths {lengths:?}, padded to {}: max |candle - ORT| = {diff:.3e}", batch.seq);
+    println!("token lengths {lengths:?}, padded to {}: max |candle - ORT| = {diff:.3e}", batch.input_ids.ncols());
     assert!(diff <= 1e-4, "max |diff| {diff}");
     for row in candle.iter().chain(&onnx) {
         let norm = dot(row, row).sqrt();
         assert!((norm - 1.0).abs() < 1e-5, "embedding norm {norm}");
     }
     // The graph is padding-invariant too: the short text alone gives its row of the padded batch.
-    let alone = TokenBatch::encode(&tokenizer, &texts[..1]).unwrap();
+    let alone = encode_sentences(&tokenizer, &texts[..1]).unwrap();
     let alone_diff = max_abs_diff(&ort_embed(&mut session, &alone), &onnx[..1]);
     println!("ORT: {:?} alone vs padded in the batch: max |diff| = {alone_diff:.3e}", texts[0]);
     assert!(alone_diff <= 1e-5, "{alone_diff}");
@@ -105,7 +106,7 @@ fn paraphrases_are_closer_than_unrelated_sentences() {
         return;
     }
     let (embedder, tokenizer) = load();
-    let batch = TokenBatch::encode(&tokenizer, &[PARAPHRASE_A, PARAPHRASE_B, UNRELATED]).unwrap();
+    let batch = encode_sentences(&tokenizer, &[PARAPHRASE_A, PARAPHRASE_B, UNRELATED]).unwrap();
     let e = candle_embed(&embedder, &batch);
     let paraphrase = dot(&e[0], &e[1]);
     let unrelated_a = dot(&e[0], &e[2]);
@@ -137,7 +138,7 @@ fn cosine_similarities_match_the_published_sentence_transformers_values() {
     ];
     let mut worst = 0.0f32;
     for (a, b, expected) in published {
-        let e = candle_embed(&embedder, &TokenBatch::encode(&tokenizer, &[a, b]).unwrap());
+        let e = candle_embed(&embedder, &encode_sentences(&tokenizer, &[a, b]).unwrap());
         let cosine = dot(&e[0], &e[1]);
         println!("cos({a:?}, {b:?}) = {cosine:.4} (published {expected:.4})");
         worst = worst.max((cosine - expected).abs());
@@ -152,10 +153,10 @@ fn a_text_alone_embeds_as_it_does_in_a_padded_batch() {
         return;
     }
     let (embedder, tokenizer) = load();
-    let alone = candle_embed(&embedder, &TokenBatch::encode(&tokenizer, &[PARAPHRASE_B]).unwrap());
+    let alone = candle_embed(&embedder, &encode_sentences(&tokenizer, &[PARAPHRASE_B]).unwrap());
     let texts = [UNRELATED, PARAPHRASE_B, "A much longer sentence, so that the other two rows get padded at the end."];
-    let batch = TokenBatch::encode(&tokenizer, &texts).unwrap();
-    assert!(batch.attention_mask[batch.seq..2 * batch.seq].contains(&0), "the text must be padded in the batch");
+    let batch = encode_sentences(&tokenizer, &texts).unwrap();
+    assert!(batch.attention_mask.row(1).iter().any(|&m| m == 0), "the text must be padded in the batch");
     let padded = candle_embed(&embedder, &batch);
     let diff = max_abs_diff(&alone, &padded[1..2]);
     println!("candle: alone vs padded in a batch of 3: max |diff| = {diff:.3e}");
@@ -178,10 +179,9 @@ fn tiny_random_bert_exports_with_parity() {
     let vb = candle_nn::VarBuilder::from_varmap(&varmap, candle_core::DType::F32, &Device::Cpu);
     let embedder = MiniLmEmbedder::new(&cfg, vb).unwrap();
     let batch = TokenBatch {
-        input_ids: vec![1, 7, 9, 2, 0, 0, 1, 3, 4, 5, 6, 2, 1, 2, 0, 0, 0, 0],
-        attention_mask: vec![1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0],
-        batch: 3,
-        seq: 6,
+        input_ids: Array2::from_shape_vec((3, 6), vec![1, 7, 9, 2, 0, 0, 1, 3, 4, 5, 6, 2, 1, 2, 0, 0, 0, 0]).unwrap(),
+        attention_mask: Array2::from_shape_vec((3, 6), vec![1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0])
+            .unwrap(),
     };
     let candle = candle_embed(&embedder, &batch);
     let dir = tempfile::tempdir().unwrap();
@@ -191,8 +191,8 @@ fn tiny_random_bert_exports_with_parity() {
     assert!(diff <= 1e-5, "max |diff| {diff}");
     // Padding ids do not leak into the real rows: changing them changes nothing.
     let mut noisy = batch.clone();
-    noisy.input_ids[4] = 33;
-    noisy.input_ids[16] = 44;
+    noisy.input_ids[[0, 4]] = 33;
+    noisy.input_ids[[2, 4]] = 44;
     assert!(max_abs_diff(&ort_embed_dim(&mut session, &noisy, 16), &onnx) <= 1e-6);
 }
 
@@ -235,10 +235,10 @@ fn throughput() {
     let (embedder, tokenizer) = load();
     let long = "steerable reward models infer a preference vector from a few choices ".repeat(20);
     let texts: Vec<&str> = (0..32).map(|_| long.as_str()).collect();
-    let batch = TokenBatch::encode(&tokenizer, &texts).unwrap();
-    assert_eq!((batch.batch, batch.seq), (32, 128));
+    let batch = encode_sentences(&tokenizer, &texts).unwrap();
+    assert_eq!(batch.input_ids.dim(), (32, 128));
     let rounds = 5;
-    let (ids, mask) = batch.to_tensors(&Device::Cpu).unwrap();
+    let (ids, mask) = token_tensors(&batch, &Device::Cpu).unwrap();
     embedder.embed(&ids, &mask).unwrap();
     let start = Instant::now();
     for _ in 0..rounds {

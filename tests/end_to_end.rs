@@ -82,7 +82,7 @@ fn encoder_graph_itself_accepts_an_empty_context_axis() {
     // The runtime pads k = 0 to one masked slot; the exported graph must also take K = 0 as it is.
     let dir = tempfile::tempdir().unwrap();
     export_random(ModelKind::NpBtl, 1, dir.path());
-    let env = steer_runtime::ort_env::environment(&LoadOptions::default()).unwrap();
+    let env = steer_runtime::producer::ort_environment(&LoadOptions::default()).unwrap();
     let mut session =
         ort::session::Session::builder(&env).unwrap().commit_from_file(dir.path().join("encoder.onnx")).unwrap();
     let context = Array3::<f32>::zeros((3, 0, 2));

@@ -148,7 +148,7 @@ impl Padded {
 }
 
 fn session(path: &Path) -> ort::session::Session {
-    let env = steer_runtime::ort_env::environment(&LoadOptions::default()).unwrap();
+    let env = steer_runtime::producer::ort_environment(&LoadOptions::default()).unwrap();
     ort::session::Session::builder(&env).unwrap().commit_from_file(path).unwrap()
 }
 

@@ -42,7 +42,7 @@ fn tiny_policy(base: LlamaModel) -> SteerPolicy {
 }
 
 fn session(bytes: &[u8]) -> ort::session::Session {
-    let env = steer_runtime::ort_env::environment(&LoadOptions::default()).unwrap();
+    let env = steer_runtime::producer::ort_environment(&LoadOptions::default()).unwrap();
     ort::session::Session::builder(&env).unwrap().commit_from_memory(bytes).unwrap()
 }
 
@@ -207,7 +207,7 @@ fn check_export(policy: &SteerPolicy, vocab_tables: usize) {
         (std::fs::metadata(&path).unwrap().len(), std::fs::metadata(files.path().join(&written[1])).unwrap().len());
     println!("external data: policy.onnx {graph_bytes} B, policy.onnx.data {data_bytes} B");
     assert!(graph_bytes * 10 < data_bytes, "the weights stayed in the graph file: {graph_bytes} vs {data_bytes}");
-    let env = steer_runtime::ort_env::environment(&LoadOptions::default()).unwrap();
+    let env = steer_runtime::producer::ort_environment(&LoadOptions::default()).unwrap();
     let mut external = ort::session::Session::builder(&env).unwrap().commit_from_file(&path).unwrap();
     let (external_logits, _) = ort_step(&mut external, &full_ids, &full_mask, &full_positions, &past1, &one_z);
     assert_eq!(max_diff(&external_logits, &full), 0.0);
@@ -384,7 +384,7 @@ fn tiny_policy_run_learns_each_type_and_generates_through_the_runtime_issue_5() 
     // Two users in one batch through the runtime get different greedy answers from the same bundle.
     let model = steer_runtime::Model::load(dir.path().join("bundle"), &LoadOptions::default()).unwrap();
     // The bundle serves the policy with the system prompt it was trained with.
-    let template = &model.policy_spec().unwrap().chat_template;
+    let template = &model.policy().unwrap().spec().chat_template;
     assert!(template.contains(&format!("system\n{DEFAULT_SYSTEM_PROMPT}<|im_end|>")), "{template}");
     let casual = [steer_runtime::TextPair::new(
         "Any tips?",
@@ -408,7 +408,7 @@ fn tiny_policy_run_learns_each_type_and_generates_through_the_runtime_issue_5() 
     // and generates the same greedy answers.
     let (base, policy) = steer_trainer::policy::run::load_policy(dir.path()).unwrap();
     let external = dir.path().join("bundle-external");
-    let defaults = model.generation_defaults().cloned().unwrap_or_default();
+    let defaults = model.policy().map(|policy| policy.spec().defaults.clone()).unwrap_or_default();
     let reward = dir.path().join("reward/bundles/np-btl");
     let manifest =
         steer_trainer::policy::export::write_policy_bundle(&policy, &base, defaults, &reward, &external, 0).unwrap();

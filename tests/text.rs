@@ -104,7 +104,7 @@ fn text_bundles_embed_like_candle_and_score_texts_for_each_user_issue_4() {
     let options: Vec<TextOption> = responses.iter().map(|r| TextOption::new(prompt, r)).collect();
     let ort = model.embed_texts(&options).unwrap();
     let encoder = TextEncoder::from_file(&out.path().join("bundles/np-btl/tokenizer.json"), &spec).unwrap();
-    let batch = encoder.encode_batch(&options).unwrap();
+    let batch = steer_runtime::producer::encode_batch(&encoder, &options).unwrap();
     let shape = batch.input_ids.dim();
     let ids = Tensor::from_slice(batch.input_ids.as_slice().unwrap(), shape, &Device::Cpu).unwrap();
     let mask = Tensor::from_slice(batch.attention_mask.as_slice().unwrap(), shape, &Device::Cpu).unwrap();

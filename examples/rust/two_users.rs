@@ -29,7 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bundle = std::env::args().nth(1).unwrap_or_else(|| "out/policy/bundle".into());
     let prompt = std::env::args().nth(2).unwrap_or_else(|| "How do I boil an egg?".into());
     let model = Model::load(&bundle, &LoadOptions::default())?;
-    if !model.has_policy() || model.embedder().is_none() {
+    if model.policy().is_none() || model.embedder().is_none() {
         return Err(
             format!("{bundle} needs a policy and a text embedder (steer train-policy writes such a bundle)").into()
         );
@@ -49,7 +49,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let user_b = model.infer_profile_text(&choices(false))?;
 
     // The bundle's defaults, made greedy; both users in one batch, user A (row 0) streamed.
-    let params = GenerationParams { temperature: 0.0, ..model.generation_defaults().cloned().unwrap_or_default() };
+    let defaults = model.policy().map(|policy| policy.spec().defaults.clone()).unwrap_or_default();
+    let params = GenerationParams { temperature: 0.0, ..defaults };
     let requests = [GenerationRequest::new(&prompt, &user_a), GenerationRequest::new(&prompt, &user_b)];
     println!("prompt: {prompt}");
     print!("streaming user A: ");

@@ -62,12 +62,14 @@ pub enum steer_finish_reason {
 }
 
 impl steer_finish_reason {
-    fn of(finish: FinishReason) -> steer_finish_reason {
+    /// The C value of a finish reason; one this C ABI has no value for yet is `STEER_STATUS_UNKNOWN_ERROR`.
+    fn of(finish: FinishReason) -> Result<steer_finish_reason, Failure> {
         match finish {
-            FinishReason::Eos => steer_finish_reason::Eos,
-            FinishReason::Stop => steer_finish_reason::Stop,
-            FinishReason::Length => steer_finish_reason::Length,
-            FinishReason::Cancelled => steer_finish_reason::Cancelled,
+            FinishReason::Eos => Ok(steer_finish_reason::Eos),
+            FinishReason::Stop => Ok(steer_finish_reason::Stop),
+            FinishReason::Length => Ok(steer_finish_reason::Length),
+            FinishReason::Cancelled => Ok(steer_finish_reason::Cancelled),
+            other => Err(Failure::new(steer_status::UnknownError, format!("finish reason {other:?} has no C value"))),
         }
     }
 }
@@ -171,7 +173,8 @@ unsafe fn params_of(model: &Model, params: *const steer_generation_params) -> Re
 /// The bundle's generation defaults, or `NoPolicy` (310).
 fn defaults(model: &Model) -> Result<&GenerationParams, Failure> {
     model
-        .generation_defaults()
+        .policy()
+        .map(|policy| &policy.spec().defaults)
         .ok_or_else(|| Failure::from(steer_runtime::Error::NoPolicy { kind: model.kind().to_string() }))
 }
 
@@ -227,7 +230,7 @@ pub unsafe extern "C" fn steer_model_has_policy(model: *const steer_model, out_h
     call("steer_model_has_policy", || {
         // SAFETY: the caller's contract, for each argument.
         let model = unsafe { self::model(model) }?;
-        unsafe { Out::new(out_has_policy, "out_has_policy") }?.write(model.has_policy());
+        unsafe { Out::new(out_has_policy, "out_has_policy") }?.write(model.policy().is_some());
         Ok(())
     })
 }
@@ -457,7 +460,7 @@ pub unsafe extern "C" fn steer_generation_finish_reason(
     call("steer_generation_finish_reason", || {
         // SAFETY: the caller's contract, for each argument.
         let row = unsafe { self::row(generation, row) }?;
-        unsafe { Out::new(out_reason, "out_reason") }?.write(steer_finish_reason::of(row.generation.finish));
+        unsafe { Out::new(out_reason, "out_reason") }?.write(steer_finish_reason::of(row.generation.finish)?);
         Ok(())
     })
 }

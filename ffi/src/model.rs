@@ -33,11 +33,13 @@ pub enum steer_kind {
 }
 
 impl steer_kind {
-    fn of(kind: ModelKind) -> steer_kind {
+    /// The C value of a model kind; one this C ABI has no value for yet is `STEER_STATUS_UNKNOWN_ERROR`.
+    fn of(kind: ModelKind) -> Result<steer_kind, Failure> {
         match kind {
-            ModelKind::NpBtl => steer_kind::NpBtl,
-            ModelKind::Btl => steer_kind::Btl,
-            ModelKind::Dpl => steer_kind::Dpl,
+            ModelKind::NpBtl => Ok(steer_kind::NpBtl),
+            ModelKind::Btl => Ok(steer_kind::Btl),
+            ModelKind::Dpl => Ok(steer_kind::Dpl),
+            other => Err(Failure::new(steer_status::UnknownError, format!("model kind {other} has no C value"))),
         }
     }
 }
@@ -124,7 +126,7 @@ pub unsafe extern "C" fn steer_model_kind(model: *const steer_model, out_kind: *
     call("steer_model_kind", || {
         // SAFETY: the caller's contract, for each argument.
         let model = unsafe { self::model(model) }?;
-        unsafe { Out::new(out_kind, "out_kind") }?.write(steer_kind::of(model.kind()));
+        unsafe { Out::new(out_kind, "out_kind") }?.write(steer_kind::of(model.kind())?);
         Ok(())
     })
 }
@@ -238,7 +240,7 @@ pub unsafe extern "C" fn steer_model_execution_provider(
         let out_device_id = unsafe { Out::new(out_device_id, "out_device_id") }?;
         let providers = model.execution_providers();
         let provider = providers.get(index).ok_or_else(|| out_of_range(index, providers.len()))?;
-        let (provider, device_id) = steer_execution_provider::of(*provider);
+        let (provider, device_id) = steer_execution_provider::of(*provider)?;
         out_provider.write(provider);
         out_device_id.write(device_id);
         Ok(())
@@ -290,7 +292,7 @@ pub unsafe extern "C" fn steer_model_provider_fallback(
         let fallbacks = wrapper.model.provider_fallbacks();
         let fallback = fallbacks.get(index).ok_or_else(|| out_of_range(index, fallbacks.len()))?;
         let reason = wrapper.fallback_reasons.get(index).ok_or_else(|| out_of_range(index, fallbacks.len()))?;
-        let (provider, device_id) = steer_execution_provider::of(fallback.provider);
+        let (provider, device_id) = steer_execution_provider::of(fallback.provider)?;
         out_provider.write(provider);
         out_device_id.write(device_id);
         out_reason.write(reason.as_ptr());

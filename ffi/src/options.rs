@@ -33,12 +33,14 @@ pub enum steer_execution_provider {
 }
 
 impl steer_execution_provider {
-    /// The C value of a runtime provider, and its device id (0 for the CPU).
-    pub(crate) fn of(provider: ExecutionProvider) -> (steer_execution_provider, i32) {
+    /// The C value of a runtime provider, and its device id (0 for the CPU). A provider this C ABI has no value for
+    /// yet (the runtime's list may grow first) is `STEER_STATUS_UNKNOWN_ERROR`.
+    pub(crate) fn of(provider: ExecutionProvider) -> Result<(steer_execution_provider, i32), Failure> {
         match provider {
-            ExecutionProvider::Cpu => (steer_execution_provider::Cpu, 0),
-            ExecutionProvider::Cuda { device_id } => (steer_execution_provider::Cuda, device_id),
-            ExecutionProvider::TensorRt { device_id } => (steer_execution_provider::Tensorrt, device_id),
+            ExecutionProvider::Cpu => Ok((steer_execution_provider::Cpu, 0)),
+            ExecutionProvider::Cuda { device_id } => Ok((steer_execution_provider::Cuda, device_id)),
+            ExecutionProvider::TensorRt { device_id } => Ok((steer_execution_provider::Tensorrt, device_id)),
+            other => Err(Failure::new(steer_status::UnknownError, format!("provider {other} has no C value"))),
         }
     }
 

@@ -68,6 +68,7 @@ fn provider_value(provider: ExecutionProvider) -> (u32, i32) {
         ExecutionProvider::Cpu => (steer_execution_provider::Cpu as u32, 0),
         ExecutionProvider::Cuda { device_id } => (steer_execution_provider::Cuda as u32, device_id),
         ExecutionProvider::TensorRt { device_id } => (steer_execution_provider::Tensorrt as u32, device_id),
+        other => panic!("the C ABI has no value for {other}"),
     }
 }
 

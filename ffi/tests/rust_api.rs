@@ -187,11 +187,12 @@ impl Api for RustApi {
     }
 
     fn has_policy(model: &Model) -> bool {
-        model.has_policy()
+        model.policy().is_some()
     }
 
     fn generation_defaults(model: &Model) -> Res<GenerationParams> {
-        model.generation_defaults().cloned().ok_or_else(|| failure(Error::NoPolicy { kind: model.kind().to_string() }))
+        let defaults = model.policy().map(|policy| policy.spec().defaults.clone());
+        defaults.ok_or_else(|| failure(Error::NoPolicy { kind: model.kind().to_string() }))
     }
 
     fn generate(

@@ -87,6 +87,7 @@ pub mod policy;
 pub mod policy_spec;
 mod pool;
 mod preference;
+pub mod producer;
 mod profile;
 mod providers;
 pub mod sampling;

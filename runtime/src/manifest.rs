@@ -45,6 +45,7 @@ pub mod io {
 
 /// Which model a bundle holds; decides the graphs it must contain and how preferences are computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum ModelKind {
     /// Neural-process Bradley-Terry-Luce: context encoder plus a reward conditioned on z.
     #[serde(rename = "np-btl")]
@@ -228,8 +229,8 @@ impl Manifest {
         Ok(())
     }
 
-    /// Writes the manifest as pretty JSON to `dir/manifest.json`.
-    pub fn save(&self, dir: &Path) -> Result<()> {
+    /// Writes the manifest as pretty JSON to `dir/manifest.json` ([`crate::producer::save_manifest`]).
+    pub(crate) fn save(&self, dir: &Path) -> Result<()> {
         let path = dir.join(MANIFEST_FILE);
         let text = serde_json::to_string_pretty(self)
             .map_err(|e| Error::ManifestParse { path: path.clone(), message: e.to_string() })?;
@@ -237,8 +238,8 @@ impl Manifest {
     }
 }
 
-/// Lower-case hex SHA-256 of a file, read in chunks.
-pub fn sha256_file(path: &Path) -> Result<String> {
+/// Lower-case hex SHA-256 of a file, read in chunks ([`crate::producer::sha256_file`]).
+pub(crate) fn sha256_file(path: &Path) -> Result<String> {
     let io_err = |source| Error::Io { path: path.to_path_buf(), source };
     let mut file = fs::File::open(path).map_err(io_err)?;
     let mut hasher = Sha256::new();

@@ -4,10 +4,7 @@ use std::borrow::Borrow;
 use std::ops::ControlFlow;
 use std::path::Path;
 
-use ndarray::{Array2, Array3, ArrayView1, ArrayView2, ArrayView3, Axis as NdAxis, Dimension, Ix2, concatenate, stack};
-use ort::environment::Environment;
-use ort::session::{Session, SessionOutputs};
-use ort::value::TensorRef;
+use ndarray::{Array2, Array3, ArrayView1, ArrayView2, ArrayView3, Axis as NdAxis, concatenate, stack};
 
 use crate::error::{Error, Result};
 use crate::generate::{BestOfN, Generation, GenerationRequest, TokenEvent};
@@ -17,11 +14,11 @@ use crate::manifest::{Dims, Manifest, ModelKind, io};
 use crate::options::{ExecutionProvider, LoadOptions};
 use crate::ort_env;
 use crate::policy::{Policy, load_policy};
-use crate::policy_spec::{GenerationParams, PolicySpec};
-use crate::pool::SessionPool;
+use crate::policy_spec::GenerationParams;
+use crate::pool::{SessionPool, load_pool, output, run, tensor};
 use crate::preference::{Reward, preference_probability};
 use crate::profile::{Context, Profile};
-use crate::providers::{self, ProviderFallback, ProviderPlan};
+use crate::providers::{self, ProviderFallback};
 use crate::scores::{BatchScores, Scores};
 use crate::text::{Embedder, TextOption, TextPair, load_embedder};
 
@@ -325,24 +322,10 @@ impl Model {
         })
     }
 
-    /// Whether the bundle has a steerable policy ([`Manifest::policy`]), so that the generation calls work.
-    pub fn has_policy(&self) -> bool {
-        self.policy.is_some()
-    }
-
-    /// The bundle's policy: its spec, tokenizer and prompt rule; `None` for bundles without one.
+    /// The bundle's steerable policy ([`Manifest::policy`]): its spec (with the generation defaults), tokenizer and
+    /// prompt rule; `None` for bundles without one, where the generation calls fail with [`Error::NoPolicy`].
     pub fn policy(&self) -> Option<&Policy> {
         self.policy.as_ref()
-    }
-
-    /// The policy's entry in the manifest; `None` for bundles without a policy.
-    pub fn policy_spec(&self) -> Option<&PolicySpec> {
-        self.policy.as_ref().map(Policy::spec)
-    }
-
-    /// The policy's generation defaults ([`PolicySpec::defaults`]); `None` for bundles without a policy.
-    pub fn generation_defaults(&self) -> Option<&GenerationParams> {
-        self.policy_spec().map(|spec| &spec.defaults)
     }
 
     /// Generates one reply per request with the bundle's policy, each steered by its request's profile, all
@@ -358,7 +341,7 @@ impl Model {
     ///
     /// let model = Model::load("out/bundle-policy", &LoadOptions::default())?;
     /// let user = model.infer_profile_text(&[TextPair::new("Tell me a joke", "Short pun.", "A long story.")])?;
-    /// let params = model.generation_defaults().cloned().unwrap_or_default();
+    /// let params = model.policy().map(|policy| policy.spec().defaults.clone()).unwrap_or_default();
     /// let out = model.generate(&[GenerationRequest::new("Any tips for pasta?", &user)], &params)?;
     /// println!("{}", out[0].text);
     /// # Ok::<(), steer_runtime::Error>(())
@@ -531,57 +514,6 @@ impl Model {
     }
 }
 
-/// Creates a graph's session pool; the first session's signature is checked before the others are made.
-pub(crate) fn load_pool(
-    env: &Environment,
-    dir: &Path,
-    file: &str,
-    spec: &GraphSpec,
-    plan: &ProviderPlan,
-    options: &LoadOptions,
-) -> Result<SessionPool> {
-    load_pool_with(env, dir, file, plan, options, |session| spec.check(file, session))
-}
-
-/// [`load_pool`] with the signature check given as a function of the first session.
-pub(crate) fn load_pool_with(
-    env: &Environment,
-    dir: &Path,
-    file: &str,
-    plan: &ProviderPlan,
-    options: &LoadOptions,
-    check: impl Fn(&Session) -> Result<()>,
-) -> Result<SessionPool> {
-    let path = dir.join(file);
-    let mut sessions = Vec::with_capacity(options.session_pool_size);
-    for _ in 0..options.session_pool_size {
-        let session = create_session(env, &path, file, plan, options.intra_op_threads)?;
-        if sessions.is_empty() {
-            check(&session)?;
-        }
-        sessions.push(session);
-    }
-    Ok(SessionPool::new(file.to_string(), sessions))
-}
-
-fn create_session(
-    env: &Environment,
-    path: &Path,
-    graph: &str,
-    plan: &ProviderPlan,
-    intra_op_threads: usize,
-) -> Result<Session> {
-    let fail = |message: String| Error::Session { graph: graph.to_string(), message };
-    let mut builder = Session::builder(env).map_err(|e| fail(e.to_string()))?;
-    if intra_op_threads > 0 {
-        builder = builder.with_intra_threads(intra_op_threads).map_err(|e| fail(e.to_string()))?;
-    }
-    if !plan.dispatches.is_empty() {
-        builder = builder.with_execution_providers(&plan.dispatches).map_err(|e| fail(e.to_string()))?;
-    }
-    builder.commit_from_file(path).map_err(|e| fail(e.to_string()))
-}
-
 /// Runs the encoder once and copies `z` `[batch, latent_dim]` out of ONNX Runtime's buffer.
 fn run_encoder(
     pool: &SessionPool,
@@ -597,44 +529,6 @@ fn run_encoder(
         let outputs = run(pool, session, inputs)?;
         Ok(output(pool, &outputs, io::Z, [batch, dims.latent_dim])?.to_owned())
     })
-}
-
-/// Borrows a contiguous array as an ONNX Runtime tensor (no copy).
-fn tensor<'a, D: Dimension + 'static>(
-    pool: &SessionPool,
-    array: &'a ndarray::CowArray<'_, f32, D>,
-) -> Result<TensorRef<'a, f32>> {
-    TensorRef::from_array_view(array)
-        .map_err(|e| Error::Inference { graph: pool.graph().to_string(), message: e.to_string() })
-}
-
-fn run<'s>(
-    pool: &SessionPool,
-    session: &'s mut Session,
-    inputs: Vec<(std::borrow::Cow<'_, str>, ort::session::SessionInputValue<'_>)>,
-) -> Result<SessionOutputs<'s>> {
-    session.run(inputs).map_err(|e| Error::Inference { graph: pool.graph().to_string(), message: e.to_string() })
-}
-
-/// Views a float32 output and checks its shape.
-fn output<'o>(
-    pool: &SessionPool,
-    outputs: &'o SessionOutputs<'_>,
-    name: &str,
-    shape: [usize; 2],
-) -> Result<ArrayView2<'o, f32>> {
-    let unexpected = |found: String| Error::UnexpectedOutput {
-        graph: pool.graph().to_string(),
-        tensor: name.to_string(),
-        expected: format!("f32 {shape:?}"),
-        found,
-    };
-    let value = outputs.get(name).ok_or_else(|| unexpected("no such output".into()))?;
-    let array = value.try_extract_array::<f32>().map_err(|e| unexpected(e.to_string()))?;
-    if array.shape() != shape {
-        return Err(unexpected(format!("f32 {:?}", array.shape())));
-    }
-    array.into_dimensionality::<Ix2>().map_err(|e| unexpected(e.to_string()))
 }
 
 /// The reward (and std) at `[i, j]`; shapes were checked, so a miss reads as NaN rather than panicking.

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 /// of a model's active providers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ExecutionProvider {
     /// The default CPU provider; always available.
     Cpu,

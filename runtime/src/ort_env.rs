@@ -52,6 +52,7 @@ const WORKSPACE_CACHE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../.cache");
 
 /// Where a candidate library location came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LibrarySource {
     /// [`LoadOptions::ort_library`](crate::LoadOptions::ort_library).
     LoadOptions,
@@ -118,9 +119,9 @@ pub fn loaded_onnxruntime() -> Option<PathBuf> {
     lock_state().library.clone()
 }
 
-/// The process-wide ONNX Runtime environment, loading the library first if needed. Use it to create
-/// your own `ort` sessions beside Steer's (for example to compare against bare ort calls).
-pub fn environment(options: &LoadOptions) -> Result<Environment> {
+/// The process-wide ONNX Runtime environment, loading the library first if needed
+/// ([`crate::producer::ort_environment`] for tools that open graphs themselves).
+pub(crate) fn environment(options: &LoadOptions) -> Result<Environment> {
     lock_state().ensure_environment(options)
 }
 

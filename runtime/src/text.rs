@@ -31,6 +31,7 @@ use tokenizers::Tokenizer;
 use crate::error::{Error, Result};
 use crate::manifest::io;
 use crate::pool::SessionPool;
+use crate::producer::TokenBatch;
 
 /// How the bundle's text side is built: the files, the embedding space, and the tokenization rule of the
 /// [module docs](self). Stored in `manifest.json` under `text`.
@@ -91,16 +92,6 @@ impl<'a> TextPair<'a> {
     pub fn new(prompt: &'a str, chosen: &'a str, rejected: &'a str) -> Self {
         TextPair { prompt, chosen, rejected }
     }
-}
-
-/// Token ids and attention mask of a batch of options, right-padded to the longest row: `[batch, seq]` int64, the
-/// embedder's input types.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenBatch {
-    /// Token ids; padding is [`TextSpec::pad_token`].
-    pub input_ids: Array2<i64>,
-    /// 1 for a token, 0 for padding.
-    pub attention_mask: Array2<i64>,
 }
 
 /// The tokenizer of a text bundle with the tokenization rule of the [module docs](self).
@@ -178,8 +169,8 @@ impl TextEncoder {
         Ok(ids)
     }
 
-    /// Encodes `options` and right-pads them to the longest into one batch.
-    pub fn encode_batch(&self, options: &[TextOption<'_>]) -> Result<TokenBatch> {
+    /// Encodes `options` and right-pads them to the longest into one batch ([`crate::producer::encode_batch`]).
+    pub(crate) fn encode_batch(&self, options: &[TextOption<'_>]) -> Result<TokenBatch> {
         let rows = options.iter().map(|&option| self.encode(option)).collect::<Result<Vec<_>>>()?;
         let seq = rows.iter().map(Vec::len).max().unwrap_or(0);
         let mut input_ids = Array2::from_elem((rows.len(), seq), i64::from(self.pad));
@@ -203,8 +194,8 @@ impl TextEncoder {
 }
 
 /// How many options the embedder runs at once: large enough to use the cores, small enough that one long option
-/// does not pad many short ones.
-pub const EMBED_BATCH: usize = 16;
+/// does not pad many short ones. Public as [`crate::producer::EMBED_BATCH`].
+pub(crate) const EMBED_BATCH: usize = 16;
 
 /// A text bundle's tokenizer and embedder graph: `(prompt, response)` options in, `[n, embedding_dim]` out.
 #[derive(Debug)]
@@ -246,7 +237,7 @@ impl Embedder {
         self.dim
     }
 
-    /// Embeds `options`, [`EMBED_BATCH`] at a time: row `i` is option `i`'s embedding.
+    /// Embeds `options`, [`EMBED_BATCH`](crate::producer::EMBED_BATCH) at a time: row `i` is option `i`'s embedding.
     pub fn embed(&self, options: &[TextOption<'_>]) -> Result<Array2<f32>> {
         let mut out = Array2::zeros((options.len(), self.dim));
         for (chunk_index, chunk) in options.chunks(EMBED_BATCH).enumerate() {
@@ -258,8 +249,9 @@ impl Embedder {
         Ok(out)
     }
 
-    /// Runs the embedder graph on an already tokenized batch; returns `[batch, embedding_dim]`.
-    pub fn run(&self, batch: &TokenBatch) -> Result<Array2<f32>> {
+    /// Runs the embedder graph on an already tokenized batch; returns `[batch, embedding_dim]`
+    /// ([`crate::producer::run_embedder`]).
+    pub(crate) fn run(&self, batch: &TokenBatch) -> Result<Array2<f32>> {
         let rows = batch.input_ids.nrows();
         if batch.attention_mask.dim() != batch.input_ids.dim() {
             return Err(Error::ShapeMismatch {
@@ -307,7 +299,7 @@ pub(crate) fn load_embedder(
 ) -> Result<Embedder> {
     let encoder = TextEncoder::from_file(&dir.join(&spec.tokenizer), spec)?;
     let graph_spec = crate::graph::GraphSpec::embedder(embedding_dim);
-    let pool = crate::model::load_pool(env, dir, &spec.embedder, &graph_spec, plan, options)?;
+    let pool = crate::pool::load_pool(env, dir, &spec.embedder, &graph_spec, plan, options)?;
     Ok(Embedder::new(encoder, pool, embedding_dim))
 }
 

@@ -34,9 +34,9 @@ fn words(ids: &[u32]) -> String {
 fn the_model_reports_its_policy() {
     let root = tempfile::tempdir().unwrap();
     let model = load(root.path());
-    assert!(model.has_policy());
-    assert_eq!(model.policy_spec(), Some(&policy_spec()));
-    assert_eq!(model.generation_defaults(), Some(&greedy()));
+    let policy = model.policy().expect("a policy bundle");
+    assert_eq!(policy.spec(), &policy_spec());
+    assert_eq!(policy.spec().defaults, greedy());
     // The template's special tokens become their ids; the same text in the user's prompt stays plain text.
     let policy = model.policy().unwrap();
     assert_eq!(policy.encode_prompt("a").unwrap(), templated(&[A]));
@@ -364,9 +364,7 @@ fn a_bundle_without_policy_is_error_310() {
     let root = tempfile::tempdir().unwrap();
     let dir = text_bundle(&root.path().join("np"), ModelKind::NpBtl, POLICY_DIMS);
     let model = Model::load(dir, &LoadOptions::default()).unwrap();
-    assert!(!model.has_policy());
-    assert_eq!(model.policy_spec(), None);
-    assert_eq!(model.generation_defaults(), None);
+    assert!(model.policy().is_none());
     let z = profile(&[1.0, 0.0]);
     let request = [GenerationRequest::new("a", &z)];
     assert_eq!(model.generate(&request, &greedy()).unwrap_err().code(), 310);

@@ -58,6 +58,7 @@ pub fn expected_reward(kind: ModelKind, option: &[f32], z: &[f32]) -> (f32, Opti
         ModelKind::NpBtl => (base + dot(z, &v(z.len())), None),
         ModelKind::Btl => (base, None),
         ModelKind::Dpl => (base, Some(dot(option, &s(d)).exp().ln_1p())),
+        other => panic!("the fixtures have no arithmetic for {other}"),
     }
 }
 
@@ -105,6 +106,7 @@ pub fn reward_graph(kind: ModelKind, d: usize, latent: usize) -> Graph {
                 .reduce_sum("os", "axis2", "spre", 0)
                 .op("Softplus", &["spre"], &["reward_std"]);
         }
+        other => panic!("the fixtures have no graph for {other}"),
     }
     g
 }

@@ -2,7 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use steer_runtime::manifest::{FORMAT_VERSION, FileEntry, Graphs, MANIFEST_FILE, sha256_file};
+use steer_runtime::manifest::{FORMAT_VERSION, FileEntry, Graphs, MANIFEST_FILE};
+use steer_runtime::producer::{save_manifest, sha256_file};
 use steer_runtime::{Dims, Manifest, ModelKind, TextSpec};
 
 use crate::arithmetic::{encoder_graph, reward_graph};
@@ -47,7 +48,7 @@ pub fn write_bundle_with_text(
         training: serde_json::Value::Null,
         metrics: serde_json::Value::Null,
     };
-    manifest.save(dir).expect("cannot write the manifest");
+    save_manifest(&manifest, dir).expect("cannot write the manifest");
     manifest
 }
 
@@ -70,5 +71,5 @@ pub fn replace_file(dir: &Path, file: &str, bytes: &[u8]) {
     let mut manifest: Manifest = serde_json::from_str(&text).expect("the manifest parses");
     let entry = manifest.files.iter_mut().find(|f| f.path == file).expect("the file is in the manifest");
     entry.sha256 = sha256_file(&dir.join(file)).expect("cannot hash the file");
-    manifest.save(dir).expect("cannot write the manifest");
+    save_manifest(&manifest, dir).expect("cannot write the manifest");
 }

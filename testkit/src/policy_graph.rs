@@ -276,7 +276,7 @@ pub fn policy_bundle_with(dir: &Path, spec: PolicySpec, graph: Graph, tokenizer:
     files.push(("policy_tokenizer.json", tokenizer));
     let mut manifest: Manifest = write_bundle_with_text(dir, kind, POLICY_DIMS, &files, Some(text_spec()));
     manifest.policy = Some(spec);
-    manifest.save(dir).expect("cannot write the manifest");
+    steer_runtime::producer::save_manifest(&manifest, dir).expect("cannot write the manifest");
     assert!(dir.join(MANIFEST_FILE).exists());
     dir.to_path_buf()
 }

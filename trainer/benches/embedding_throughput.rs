@@ -13,7 +13,7 @@ use ndarray::Array2;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use steer_runtime::LoadOptions;
-use steer_runtime::text::{EMBED_BATCH, TokenBatch};
+use steer_runtime::producer::{EMBED_BATCH, TokenBatch, run_embedder};
 use steer_trainer::text::llama::LlamaModel;
 use steer_trainer::text::{EmbedderChoice, EmbedderFiles, MiniLmEmbedder, minilm_dir, smollm2_gguf_path};
 
@@ -59,7 +59,7 @@ fn embedders(c: &mut Criterion) {
     group.bench_function("minilm/candle", |b| b.iter(|| black_box(minilm.embed(&ids, &mask).expect("embed"))));
     let files = EmbedderFiles::prepare(EmbedderChoice::Minilm, dir.path().join("minilm")).expect("export");
     let ort = files.load(&all_cores).expect("load");
-    group.bench_function("minilm/onnxruntime", |b| b.iter(|| black_box(ort.run(&input).expect("run"))));
+    group.bench_function("minilm/onnxruntime", |b| b.iter(|| black_box(run_embedder(&ort, &input).expect("run"))));
     drop((minilm, ort));
 
     let smollm2 = LlamaModel::from_gguf(smollm2_gguf_path(), &Device::Cpu).expect("SmolLM2");
@@ -67,7 +67,7 @@ fn embedders(c: &mut Criterion) {
     group.bench_function("smollm2/candle", |b| b.iter(|| black_box(smollm2.embed(&ids, &mask).expect("embed"))));
     let files = EmbedderFiles::prepare(EmbedderChoice::Smollm2, dir.path().join("smollm2")).expect("export");
     let ort = files.load(&all_cores).expect("load");
-    group.bench_function("smollm2/onnxruntime", |b| b.iter(|| black_box(ort.run(&input).expect("run"))));
+    group.bench_function("smollm2/onnxruntime", |b| b.iter(|| black_box(run_embedder(&ort, &input).expect("run"))));
     group.finish();
 }
 

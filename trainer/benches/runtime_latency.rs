@@ -11,7 +11,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use ndarray::{Array2, Array3};
 use ort::session::Session;
 use ort::value::TensorRef;
-use steer_runtime::{LoadOptions, Model, ModelKind, ort_env};
+use steer_runtime::{LoadOptions, Model, ModelKind};
 use steer_trainer::export::write_bundle;
 use steer_trainer::train::{TrainConfig, init_model};
 
@@ -40,7 +40,7 @@ fn bench(c: &mut Criterion) {
 
     // The same two graphs through bare ort sessions, with inputs prepared outside the timed loop where
     // the runtime has to build them (the padded context and mask).
-    let env = ort_env::environment(&options).expect("ort environment");
+    let env = steer_runtime::producer::ort_environment(&options).expect("ort environment");
     let session = |file: &str| {
         Session::builder(&env)
             .and_then(|b| b.with_intra_threads(1)?.commit_from_file(dir.path().join(file)))

@@ -4,7 +4,8 @@ use std::fs;
 use std::path::Path;
 
 use steer_onnx::reward::{self, RewardWeights};
-use steer_runtime::manifest::{Dims, FORMAT_VERSION, FileEntry, Graphs, Manifest, sha256_file};
+use steer_runtime::manifest::{Dims, FORMAT_VERSION, FileEntry, Graphs, Manifest};
+use steer_runtime::producer::{save_manifest, sha256_file};
 
 use crate::error::{Error, Result};
 use crate::model::{DPL_MIN_STD, ModelConfig, NpBtl, RewardModel};
@@ -126,6 +127,6 @@ pub fn write_bundle_with_text(
         metrics,
     };
     manifest.check_consistency()?;
-    manifest.save(dir)?;
+    save_manifest(&manifest, dir)?;
     Ok(manifest)
 }

@@ -20,6 +20,7 @@ impl<'a> GenerationRequest<'a> {
 
 /// Why a row stopped generating.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum FinishReason {
     /// The policy produced an end-of-sequence token.
     Eos,

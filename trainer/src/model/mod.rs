@@ -159,6 +159,7 @@ impl RewardModel {
                 mean: linear(h, 1, vb.pp("mean"))?,
                 std: linear(h, 1, vb.pp("std"))?,
             }),
+            other => return Err(candle_core::Error::Msg(format!("the trainer cannot build a {other} model"))),
         })
     }
 

@@ -80,7 +80,7 @@ pub fn load_base(base: &BaseModel, seed: u64, device: &Device) -> Result<Base> {
             let tokenizer = smollm2_tokenizer_from_gguf(&gguf)?;
             let eos = token_id(&tokenizer, SMOLLM2_END_TOKEN)?;
             let (model, id) = if *base == BaseModel::Smollm2 {
-                let hash = steer_runtime::manifest::sha256_file(&gguf)?;
+                let hash = steer_runtime::producer::sha256_file(&gguf)?;
                 (LlamaModel::from_gguf(&gguf, device)?, format!("smollm2-135m-instruct@{hash}"))
             } else {
                 let cfg = LlamaConfig { vocab_size: tokenizer.get_vocab_size(true), ..LlamaConfig::tiny() };

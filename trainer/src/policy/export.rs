@@ -12,8 +12,9 @@ use std::fs;
 use std::path::Path;
 
 use candle_core::Device;
-use steer_runtime::manifest::{FileEntry, Manifest, sha256_file};
+use steer_runtime::manifest::{FileEntry, Manifest};
 use steer_runtime::policy_spec::policy_io;
+use steer_runtime::producer::{save_manifest, sha256_file};
 use steer_runtime::{GenerationParams, PolicySpec};
 
 use crate::error::{Error, Result};
@@ -232,6 +233,6 @@ pub fn write_policy_bundle(
         defaults,
     });
     manifest.check_consistency()?;
-    manifest.save(dir)?;
+    save_manifest(&manifest, dir)?;
     Ok(manifest)
 }

@@ -16,7 +16,9 @@ use std::path::Path;
 
 use candle_core::{D, DType, Device, Module, Tensor};
 use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder, embedding, layer_norm, linear};
+use ndarray::Array2;
 use serde::{Deserialize, Serialize};
+use steer_runtime::producer::TokenBatch;
 use tokenizers::Tokenizer;
 
 use crate::error::{Error, Result};
@@ -274,13 +276,13 @@ pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
 ///
 /// ```no_run
 /// use candle_core::Device;
-/// use steer_trainer::text::{MiniLmEmbedder, TokenBatch, minilm_dir, minilm_tokenizer};
+/// use steer_trainer::text::{MiniLmEmbedder, encode_sentences, minilm_dir, minilm_tokenizer, token_tensors};
 ///
 /// // After `scripts/fetch-models.sh` (or `make models`):
 /// let embedder = MiniLmEmbedder::load(minilm_dir(), &Device::Cpu)?;
 /// let tokenizer = minilm_tokenizer(minilm_dir().join("tokenizer.json"))?;
-/// let batch = TokenBatch::encode(&tokenizer, &["A man is playing a guitar.", "Someone plays a guitar."])?;
-/// let (ids, mask) = batch.to_tensors(&Device::Cpu)?;
+/// let batch = encode_sentences(&tokenizer, &["A man is playing a guitar.", "Someone plays a guitar."])?;
+/// let (ids, mask) = token_tensors(&batch, &Device::Cpu)?;
 /// let embeddings = embedder.embed(&ids, &mask)?; // [2, 384], unit rows
 /// let cosine = (embeddings.get(0)? * embeddings.get(1)?)?.sum_all()?.to_scalar::<f32>()?;
 /// assert!(cosine > 0.5);
@@ -328,51 +330,32 @@ impl MiniLmEmbedder {
     }
 }
 
-/// Token ids and attention mask for a batch of texts, row-major `[batch, seq]`, padded with id 0 / mask 0 to the
-/// longest text in the batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenBatch {
-    /// Token ids, `batch · seq` values.
-    pub input_ids: Vec<i64>,
-    /// 1 for tokens, 0 for padding, `batch · seq` values.
-    pub attention_mask: Vec<i64>,
-    /// Number of texts.
-    pub batch: usize,
-    /// Tokens per row.
-    pub seq: usize,
+/// Encodes plain `texts` with special tokens (`[CLS] … [SEP]`) into one batch padded with id 0 / mask 0 to the
+/// longest text. The MiniLM `tokenizer.json` pads every text to 128 tokens and truncates there
+/// (sentence-transformers' own `max_seq_length` for this model is 256, so texts longer than 128 tokens embed
+/// differently from it); the fixed padding is cut back to the longest text of the batch. Bundles encode
+/// `(prompt, response)` options with their own rule instead ([`steer_runtime::TextEncoder`]); both make the runtime's
+/// [`TokenBatch`].
+pub fn encode_sentences(tokenizer: &Tokenizer, texts: &[&str]) -> Result<TokenBatch> {
+    let encodings = tokenizer
+        .encode_batch(texts.to_vec(), true)
+        .map_err(|e| Error::Tokenizer { context: "encoding a batch".into(), message: e.to_string() })?;
+    let seq = encodings
+        .iter()
+        .map(|e| e.get_attention_mask().iter().rposition(|&m| m == 1).map_or(0, |last| last + 1))
+        .max()
+        .unwrap_or(0);
+    let cell = |values: &[u32], i: usize| values.get(i).map_or(0, |&v| i64::from(v));
+    let shape = (encodings.len(), seq);
+    Ok(TokenBatch {
+        input_ids: Array2::from_shape_fn(shape, |(row, i)| cell(encodings[row].get_ids(), i)),
+        attention_mask: Array2::from_shape_fn(shape, |(row, i)| cell(encodings[row].get_attention_mask(), i)),
+    })
 }
 
-impl TokenBatch {
-    /// Encodes `texts` with special tokens (`[CLS] … [SEP]`). The MiniLM `tokenizer.json` pads every text to 128
-    /// tokens and truncates there (sentence-transformers' own `max_seq_length` for this model is 256, so texts
-    /// longer than 128 tokens embed differently from it); the fixed padding is cut back to the longest text of the
-    /// batch.
-    pub fn encode(tokenizer: &Tokenizer, texts: &[&str]) -> Result<Self> {
-        let encodings = tokenizer
-            .encode_batch(texts.to_vec(), true)
-            .map_err(|e| Error::Tokenizer { context: "encoding a batch".into(), message: e.to_string() })?;
-        let seq = encodings
-            .iter()
-            .map(|e| e.get_attention_mask().iter().rposition(|&m| m == 1).map_or(0, |last| last + 1))
-            .max()
-            .unwrap_or(0);
-        let mut batch = TokenBatch { input_ids: Vec::new(), attention_mask: Vec::new(), batch: encodings.len(), seq };
-        for encoding in &encodings {
-            let (ids, mask) = (encoding.get_ids(), encoding.get_attention_mask());
-            for i in 0..seq {
-                batch.input_ids.push(ids.get(i).map_or(0, |&id| i64::from(id)));
-                batch.attention_mask.push(mask.get(i).map_or(0, |&m| i64::from(m)));
-            }
-        }
-        Ok(batch)
-    }
-
-    /// The ids and mask as i64 candle tensors of shape `[batch, seq]`.
-    pub fn to_tensors(&self, device: &Device) -> Result<(Tensor, Tensor)> {
-        let shape = (self.batch, self.seq);
-        Ok((
-            Tensor::from_slice(&self.input_ids, shape, device)?,
-            Tensor::from_slice(&self.attention_mask, shape, device)?,
-        ))
-    }
+/// A batch's ids and mask as i64 candle tensors of shape `[batch, seq]`.
+pub fn token_tensors(batch: &TokenBatch, device: &Device) -> Result<(Tensor, Tensor)> {
+    let shape = batch.input_ids.dim();
+    let tensor = |values: &Array2<i64>| Tensor::from_iter(values.iter().copied(), device)?.reshape(shape);
+    Ok((tensor(&batch.input_ids)?, tensor(&batch.attention_mask)?))
 }

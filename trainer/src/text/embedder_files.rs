@@ -181,7 +181,7 @@ impl EmbedderFiles {
         order.sort_by_key(|k| (k.len(), *k));
         let mut cache = EmbeddingCache::open(cache_dir, &self.cache_id(), self.dim)?;
         let (start, mut embedded) = (std::time::Instant::now(), 0usize);
-        let sorted = cache.embed_all(&order, steer_runtime::text::EMBED_BATCH, |batch| {
+        let sorted = cache.embed_all(&order, steer_runtime::producer::EMBED_BATCH, |batch| {
             let batch: Vec<TextOption<'_>> = batch.iter().filter_map(|k| by_key.get(k).copied()).collect();
             let vectors = embedder.embed(&batch)?;
             embedded += batch.len();

@@ -456,7 +456,7 @@ mod tests {
 
     #[test]
     fn minilm_vectors_round_trip_through_the_cache() {
-        use crate::text::{MiniLmEmbedder, TokenBatch, minilm_dir, minilm_tokenizer};
+        use crate::text::{MiniLmEmbedder, encode_sentences, minilm_dir, minilm_tokenizer, token_tensors};
         use candle_core::Device;
         if !crate::text::testing::models_or_skip("minilm_vectors_round_trip_through_the_cache") {
             return;
@@ -468,7 +468,7 @@ mod tests {
         let calls = Cell::new(0);
         let embed = |batch: &[&str]| -> Result<Vec<Vec<f32>>> {
             calls.set(calls.get() + batch.len());
-            let (ids, mask) = TokenBatch::encode(&tokenizer, batch)?.to_tensors(&Device::Cpu)?;
+            let (ids, mask) = token_tensors(&encode_sentences(&tokenizer, batch)?, &Device::Cpu)?;
             Ok(embedder.embed(&ids, &mask)?.to_vec2::<f32>()?)
         };
         let texts = ["The cat sat on the mat.", "A dog ran in the park.", "The cat sat on the mat."];

@@ -22,7 +22,7 @@ pub mod llama_export;
 pub mod minilm;
 pub mod smollm2;
 
-pub use bert::{BertConfig, BertModel, MiniLmEmbedder, TokenBatch};
+pub use bert::{BertConfig, BertModel, MiniLmEmbedder, encode_sentences, token_tensors};
 pub use cache::{MINILM_DIR, SMOLLM2_DIR, SMOLLM2_GGUF, minilm_dir, models_dir, smollm2_gguf_path};
 pub use embedder_export::{EMBEDDER_FILE, embedder_graph, write_embedder};
 pub use embedder_files::{EmbedderChoice, EmbedderFiles};

@@ -112,7 +112,8 @@ fn generate(
     // Check the values given on the command line before the bundle loads; the bundle's defaults fill in the rest.
     sampling.params(&steer_runtime::GenerationParams::default()).validate()?;
     let model = steer_runtime::Model::load(policy_bundle_dir(bundle), load).context("loading the bundle")?;
-    let defaults = model.generation_defaults().cloned().context("this bundle has no policy (error 310)")?;
+    let defaults =
+        model.policy().map(|policy| policy.spec().defaults.clone()).context("this bundle has no policy (error 310)")?;
     let params = sampling.params(&defaults);
     let choices = match context {
         Some(path) => read_choices(path)?,
