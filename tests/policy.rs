@@ -298,7 +298,7 @@ fn tiny_policy_bundle(policy: &SteerPolicy, dir: &std::path::Path) -> steer_trai
 #[test]
 fn candle_and_onnx_runtime_sample_the_same_tokens_issue_14() {
     use steer_runtime::{GenerationParams, GenerationRequest, Model, Profile};
-    use steer_trainer::policy::generate::{generate_ids, greedy};
+    use steer_trainer::policy::generate::generate_ids;
 
     let policy = tiny_policy(LlamaModel::from_config_seeded(&LlamaConfig::tiny(), 21, &Device::Cpu).unwrap());
     let dir = tempfile::tempdir().unwrap();
@@ -335,7 +335,7 @@ fn candle_and_onnx_runtime_sample_the_same_tokens_issue_14() {
             compared += c.len();
         }
         // The draw mattered: the sampled tokens are not the greedy ones.
-        assert_ne!(sampled, candle(&greedy(16)), "seed {seed}");
+        assert_ne!(sampled, candle(&GenerationParams::greedy(16)), "seed {seed}");
     }
     assert!(compared >= 24, "only {compared} sampled tokens compared");
 }

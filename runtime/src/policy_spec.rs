@@ -89,6 +89,19 @@ impl Default for GenerationParams {
 }
 
 impl GenerationParams {
+    /// Greedy decoding of up to `max_new_tokens`: temperature 0, no top-k or top-p cut, no repetition penalty and no
+    /// stop strings (the other fields as in [`Default`], which samples).
+    pub fn greedy(max_new_tokens: usize) -> GenerationParams {
+        GenerationParams {
+            max_new_tokens,
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            repetition_penalty: 1.0,
+            ..Default::default()
+        }
+    }
+
     /// Checks every parameter's range; the first one out of range is an [`Error::InvalidGenerationParam`] (308).
     ///
     /// `temperature` ≥ 0 and finite, `top_p` in (0, 1], `repetition_penalty` > 0 and finite, `max_new_tokens` ≥ 1,
@@ -152,15 +165,7 @@ mod tests {
     use super::*;
 
     fn params() -> GenerationParams {
-        GenerationParams {
-            max_new_tokens: 4,
-            temperature: 1.0,
-            top_k: 0,
-            top_p: 1.0,
-            repetition_penalty: 1.0,
-            seed: 0,
-            stop: Vec::new(),
-        }
+        GenerationParams { temperature: 1.0, ..GenerationParams::greedy(4) }
     }
 
     #[test]

@@ -167,15 +167,7 @@ mod tests {
     use super::*;
 
     fn params() -> GenerationParams {
-        GenerationParams {
-            max_new_tokens: 4,
-            temperature: 1.0,
-            top_k: 0,
-            top_p: 1.0,
-            repetition_penalty: 1.0,
-            seed: 0,
-            stop: Vec::new(),
-        }
+        GenerationParams { temperature: 1.0, ..GenerationParams::greedy(4) }
     }
 
     fn ids(probs: &[(u32, f64)]) -> Vec<u32> {

@@ -235,17 +235,9 @@ pub fn policy_tokenizer_json() -> Vec<u8> {
     word_level_tokenizer_json(&POLICY_VOCAB, &["<pad>", "<|im_start|>", "<|im_end|>"])
 }
 
-/// Greedy defaults without a repetition penalty.
+/// Greedy defaults without a repetition penalty, 8 new tokens.
 pub fn greedy() -> GenerationParams {
-    GenerationParams {
-        max_new_tokens: 8,
-        temperature: 0.0,
-        top_k: 0,
-        top_p: 1.0,
-        repetition_penalty: 1.0,
-        seed: 0,
-        stop: Vec::new(),
-    }
+    GenerationParams::greedy(8)
 }
 
 /// The policy's spec, with [`greedy`] defaults.

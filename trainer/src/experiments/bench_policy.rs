@@ -4,10 +4,10 @@
 use std::path::Path;
 use std::time::Instant;
 
-use steer_runtime::LoadOptions;
+use steer_runtime::{GenerationParams, LoadOptions};
 
 use crate::error::Result;
-use crate::policy::generate::{generate_ids, greedy};
+use crate::policy::generate::generate_ids;
 use crate::policy::policy_bundle_dir;
 use crate::policy::run::load_policy;
 use crate::text::llama::KvCache;
@@ -60,10 +60,11 @@ pub fn bench_policy(run: &Path, new_tokens: usize, repeats: usize, load: &LoadOp
         let (mut ttft, mut rate, mut tokens) = (Vec::new(), Vec::new(), 0);
         for _ in 0..repeats.max(1) {
             let started = Instant::now();
-            generate_ids(&step, &prompts, &greedy(1), &[base.eos], base.eos, &device)?;
+            generate_ids(&step, &prompts, &GenerationParams::greedy(1), &[base.eos], base.eos, &device)?;
             let first = started.elapsed().as_secs_f64();
             let started = Instant::now();
-            let out = generate_ids(&step, &prompts, &greedy(new_tokens), &[base.eos], base.eos, &device)?;
+            let out =
+                generate_ids(&step, &prompts, &GenerationParams::greedy(new_tokens), &[base.eos], base.eos, &device)?;
             let total = started.elapsed().as_secs_f64();
             tokens = out.iter().map(Vec::len).max().unwrap_or(0);
             ttft.push(first);

@@ -11,12 +11,12 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
-use steer_runtime::{GenerationRequest, LoadOptions, Model, Profile, TextOption};
+use steer_runtime::{GenerationParams, GenerationRequest, LoadOptions, Model, Profile, TextOption};
 
 use crate::error::Result;
 use crate::eval::mean_and_stderr;
 use crate::policy::dpo::{DpoMetrics, EVAL_KS, implicit_reward_accuracy, profiles};
-use crate::policy::generate::{generate_ids, greedy, nucleus};
+use crate::policy::generate::{generate_ids, nucleus};
 use crate::policy::run::{PolicyContext, TraitKind};
 use crate::text::llama::KvCache;
 
@@ -82,7 +82,7 @@ pub fn greedy_parity(ctx: &PolicyContext, bundle: &Path, load: &LoadOptions) -> 
     let prompt_ids = prompts.iter().map(|p| ctx.base.chat.encode(p)).collect::<steer_runtime::Result<Vec<_>>>()?;
     let step =
         |i: &Tensor, m: &Tensor, p: &Tensor, past: Option<&[KvCache]>| ctx.policy.forward_step(i, m, p, past, &z);
-    let params = greedy(max_new_tokens);
+    let params = GenerationParams::greedy(max_new_tokens);
     let candle = generate_ids(&step, &prompt_ids, &params, &[ctx.base.eos], ctx.base.eos, &device)?;
     let z_rows = z.to_device(&Device::Cpu)?.to_vec2::<f32>()?;
     let profiles = z_rows.into_iter().map(Profile::from_vec).collect::<steer_runtime::Result<Vec<_>>>()?;

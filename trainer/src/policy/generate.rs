@@ -24,23 +24,10 @@ pub fn token_id(tokenizer: &Tokenizer, token: &str) -> Result<u32> {
     })
 }
 
-/// Greedy decoding of up to `max_new_tokens`: temperature 0 and no repetition penalty.
-pub fn greedy(max_new_tokens: usize) -> GenerationParams {
-    GenerationParams {
-        max_new_tokens,
-        temperature: 0.0,
-        top_k: 0,
-        top_p: 1.0,
-        repetition_penalty: 1.0,
-        seed: 0,
-        stop: Vec::new(),
-    }
-}
-
 /// Sampling at `temperature` within the nucleus `top_p`, row `r` drawing from seed `seed + r`; no top-k cut and no
 /// repetition penalty.
 pub fn nucleus(max_new_tokens: usize, temperature: f32, top_p: f32, seed: u64) -> GenerationParams {
-    GenerationParams { temperature, top_p, seed, ..greedy(max_new_tokens) }
+    GenerationParams { temperature, top_p, seed, ..GenerationParams::greedy(max_new_tokens) }
 }
 
 /// One decoding step: `(input_ids, attention_mask, position_ids, past)` → `(logits [B, T, V], presents)`.
@@ -143,7 +130,7 @@ mod tests {
         let step =
             |i: &Tensor, m: &Tensor, p: &Tensor, past: Option<&[KvCache]>| model.forward_step(i, m, p, past, &[]);
         let prompts = vec![vec![3u32, 7, 9, 12, 5], vec![4u32, 8]];
-        let params = greedy(6);
+        let params = GenerationParams::greedy(6);
         let together = generate_ids(&step, &prompts, &params, &[], 0, &Device::Cpu).unwrap();
         for (row, prompt) in prompts.iter().enumerate() {
             let alone = generate_ids(&step, std::slice::from_ref(prompt), &params, &[], 0, &Device::Cpu).unwrap();
