@@ -18,9 +18,10 @@ pub fn bench_policy(run: &Path, new_tokens: usize, repeats: usize, load: &LoadOp
     let (base, policy) = load_policy(run)?;
     let model = steer_runtime::Model::load(policy_bundle_dir(run), &load.clone().intra_op_threads(0))?;
     let prompt = "Tell me about the history of the printing press and why it changed the world.";
+    // NaN for no repeats (there is always at least one), never a panic.
     let median = |mut v: Vec<f64>| {
         v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
     };
     let mut rows = Vec::new();
     for batch in [1usize, 4] {
