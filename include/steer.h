@@ -8,7 +8,8 @@
  * - A fallible function returns steer_status: STEER_STATUS_OK (0) or a failure code, whose details are in
  *   steer_last_error_message() (thread-local, valid until the next steer_status-returning call on that thread).
  * - Out-parameters (out_*) are written only on success.
- * - Handles returned by steer_*_new, steer_model_load and steer_model_infer_profile are owned by the caller and
+ * - Every handle a function returns (steer_options_new, steer_model_load, steer_profile_new, the profiles of the
+ *   steer_model_infer_profile* calls, the steer_generation of steer_model_generate*) is owned by the caller and
  *   released with the matching steer_*_free; steer_*_free(NULL) does nothing. Arguments are borrowed for the call.
  * - Arrays are contiguous row-major floats with their shape passed beside them; NULL only when empty.
  * - Functions taking a const steer_model * are thread-safe; a steer_options must not be changed while in use.
