@@ -115,7 +115,7 @@ mod tests {
 
     #[test]
     fn runtime_errors_keep_their_code() {
-        let error = steer_runtime::Error::ProfileLength { expected: 2, found: 3 };
+        let error = steer_runtime::Error::ProfileLength { profile: "profile".into(), expected: 2, found: 3 };
         let failure = Failure::from(error);
         assert_eq!(failure.status as i32, 305);
         assert!(failure.message.contains("latent_dim = 2"), "{}", failure.message);

@@ -441,7 +441,7 @@ fn every_runtime_error_code_is_a_status_with_the_same_value() {
         Error::NonFinite { input: s.clone(), index: vec![0], value: f32::NAN },
         Error::EmptyInput { input: s.clone(), expected: s.clone() },
         Error::InvalidMask { index: vec![0], value: 0.5 },
-        Error::ProfileLength { expected: 2, found: 1 },
+        Error::ProfileLength { profile: s.clone(), expected: 2, found: 1 },
         Error::Tokenizer { path: path.clone(), message: s.clone() },
         Error::TokenizerMismatch { expected: s.clone(), found: s.clone() },
         Error::Tokenization { text: s.clone(), message: s.clone() },
@@ -449,7 +449,7 @@ fn every_runtime_error_code_is_a_status_with_the_same_value() {
         Error::InvalidGenerationParam { param: s.clone(), expected: s.clone(), found: s.clone() },
         Error::PromptTooLong { prompt_tokens: 1, max_new_tokens: 1, max_positions: 1 },
         Error::NoPolicy { kind: s.clone() },
-        Error::ProfileSpace { expected: s.clone(), found: s.clone() },
+        Error::ProfileSpace { profile: s.clone(), expected: s.clone(), found: s.clone() },
         Error::Poisoned { graph: s.clone() },
     ];
     for error in &errors {

@@ -241,8 +241,10 @@ pub enum Error {
         value: f32,
     },
     /// A profile does not have the model's latent size.
-    #[error("profile has {found} values, but this model's profiles have latent_dim = {expected}")]
+    #[error("{profile} has {found} values, but this model's profiles have latent_dim = {expected}")]
     ProfileLength {
+        /// Which profile: `profile`, or its place in a batch, e.g. `profiles[3]` or `requests[1].profile`.
+        profile: String,
         /// The model's `latent_dim`.
         expected: usize,
         /// The profile's length.
@@ -251,10 +253,12 @@ pub enum Error {
 
     /// A profile inferred by another model's encoder (so from a context embedded another way) is used with this one.
     #[error(
-        "the profile was inferred by another encoder (space {found}); this model's profiles come from encoder {expected}: \
+        "{profile} was inferred by another encoder (space {found}); this model's profiles come from encoder {expected}: \
          infer it again from the user's choices with this bundle"
     )]
     ProfileSpace {
+        /// Which profile: `profile`, or its place in a batch, e.g. `profiles[3]` or `requests[1].profile`.
+        profile: String,
         /// This model's encoder hash.
         expected: String,
         /// The profile's encoder hash.
@@ -432,8 +436,8 @@ mod tests {
             Error::NonFinite { input: s(), index: vec![0], value: f32::NAN },
             Error::EmptyInput { input: s(), expected: s() },
             Error::InvalidMask { index: vec![0], value: 0.5 },
-            Error::ProfileLength { expected: 2, found: 1 },
-            Error::ProfileSpace { expected: s(), found: s() },
+            Error::ProfileLength { profile: s(), expected: 2, found: 1 },
+            Error::ProfileSpace { profile: s(), expected: s(), found: s() },
             Error::Tokenizer { path: path.clone(), message: s() },
             Error::TokenizerMismatch { expected: s(), found: s() },
             Error::Tokenization { text: s(), message: s() },

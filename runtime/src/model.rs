@@ -163,7 +163,7 @@ impl Model {
     /// Scores `n` options, `[n, d]`, for a user's profile. One reward per option (plus a std for DPL).
     pub fn score(&self, profile: &Profile, options: ArrayView2<'_, f32>) -> Result<Scores> {
         let d = self.dims().embedding_dim;
-        self.check_profile(profile)?;
+        self.check_profile("profile", profile)?;
         check_shape(io::OPTIONS, &options, &[Axis::Any("n"), Axis::Is(d)])?;
         check_not_empty(io::OPTIONS, options.nrows(), "at least one option")?;
         check_finite(io::OPTIONS, &options)?;
@@ -190,7 +190,7 @@ impl Model {
     /// [`preference_probability`] for the formula per model kind.
     pub fn preference(&self, profile: &Profile, a: ArrayView1<'_, f32>, b: ArrayView1<'_, f32>) -> Result<f32> {
         let d = self.dims().embedding_dim;
-        self.check_profile(profile)?;
+        self.check_profile("profile", profile)?;
         for (name, option) in [("a", &a), ("b", &b)] {
             check_shape(name, option, &[Axis::Is(d)])?;
             check_finite(name, option)?;
@@ -280,7 +280,7 @@ impl Model {
 
     /// Scores `responses` to one `prompt` for a user's profile; the text form of [`Model::score`].
     pub fn score_text(&self, profile: &Profile, prompt: &str, responses: &[&str]) -> Result<Scores> {
-        self.check_profile(profile)?;
+        self.check_profile("profile", profile)?;
         check_not_empty("responses", responses.len(), "at least one response")?;
         let options: Vec<TextOption<'_>> = responses.iter().map(|r| TextOption::new(prompt, r)).collect();
         let embedded = self.text_embedder()?.embed(&options)?;
@@ -362,8 +362,8 @@ impl Model {
         let policy = self.policy_ref()?;
         params.validate()?;
         check_not_empty("requests", requests.len(), "at least one request")?;
-        for request in requests {
-            self.check_profile(request.profile)?;
+        for (i, request) in requests.iter().enumerate() {
+            self.check_profile(&format!("requests[{i}].profile"), request.profile)?;
         }
         crate::generate::generate(policy, requests, params, on_token)
     }
@@ -413,15 +413,18 @@ impl Model {
         }
     }
 
-    fn check_profile(&self, profile: &Profile) -> Result<()> {
+    /// Checks a profile's length and space; `name` says which profile in the error (`profile`, `profiles[3]`).
+    fn check_profile(&self, name: &str, profile: &Profile) -> Result<()> {
         let expected = self.dims().latent_dim;
         if profile.latent_dim() != expected {
-            return Err(Error::ProfileLength { expected, found: profile.latent_dim() });
+            return Err(Error::ProfileLength { profile: name.into(), expected, found: profile.latent_dim() });
         }
         match (profile.space(), self.profile_space()) {
-            (Some(found), Some(expected)) if found != &*expected => {
-                Err(Error::ProfileSpace { expected: expected.to_string(), found: found.to_string() })
-            }
+            (Some(found), Some(expected)) if found != &*expected => Err(Error::ProfileSpace {
+                profile: name.into(),
+                expected: expected.to_string(),
+                found: found.to_string(),
+            }),
             _ => Ok(()),
         }
     }
@@ -480,7 +483,9 @@ impl Model {
                 found: format!("[{}]", profiles.len()),
             });
         }
-        profiles.iter().try_for_each(|profile| self.check_profile(profile.borrow()))?;
+        for (i, profile) in profiles.iter().enumerate() {
+            self.check_profile(&format!("profiles[{i}]"), profile.borrow())?;
+        }
         let mut z = Array2::zeros((batch, self.dims().latent_dim));
         for (mut row, profile) in z.rows_mut().into_iter().zip(profiles) {
             row.assign(&ArrayView1::from(profile.borrow().as_slice()));

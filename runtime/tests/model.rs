@@ -182,7 +182,7 @@ fn btl_needs_no_profile_and_rejects_one() {
     assert!(close(&scores.reward, &[expected_reward(ModelKind::Btl, &[1.0, 2.0, 3.0], &[]).0]));
     let err = model.score(&Profile::from_vec(vec![1.0]).unwrap(), options.view()).unwrap_err();
     assert_eq!(err.code(), 305);
-    assert!(matches!(err, Error::ProfileLength { expected: 0, found: 1 }));
+    assert!(matches!(err, Error::ProfileLength { expected: 0, found: 1, .. }));
 }
 
 #[test]
@@ -237,7 +237,10 @@ fn bad_inputs_get_typed_errors_with_stable_codes() {
         (301, "input `profiles` has shape [3], expected [2] (one profile per row of the batch)")
     );
     let err = model.score_batch(&[&two[0], &short], options.view()).unwrap_err();
-    assert!(matches!(err, Error::ProfileLength { expected: LATENT, found: 1 }), "{err:?}");
+    assert!(
+        matches!(err, Error::ProfileLength { expected: LATENT, found: 1, ref profile } if profile == "profiles[1]"),
+        "{err:?}"
+    );
     assert_eq!(model.score_batch(&two, Array3::zeros((2, 0, D_EMB)).view()).unwrap_err().code(), 303);
     let err = model.preference_batch(&two, options.view(), Array3::zeros((2, 2, D_EMB)).view());
     assert_eq!(err.unwrap_err().to_string(), "input `b` has shape [2, 2, 3], expected [2, 3, 3]");

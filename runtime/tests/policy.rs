@@ -380,7 +380,7 @@ fn bad_requests_are_rejected() {
     let short = profile(&[1.0]);
     let err = model.generate(&[GenerationRequest::new("a", &short)], &greedy()).unwrap_err();
     assert_eq!(err.code(), 305);
-    assert!(matches!(err, Error::ProfileLength { expected: 2, found: 1 }), "{err:?}");
+    assert!(matches!(err, Error::ProfileLength { expected: 2, found: 1, .. }), "{err:?}");
     assert_eq!(model.generate_best_of_n("a", &short, 2, &greedy()).unwrap_err().code(), 305);
     let err = model.generate(&[], &greedy()).unwrap_err();
     assert!(matches!(err, Error::EmptyInput { .. }), "{err:?}");
