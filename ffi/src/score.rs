@@ -5,7 +5,7 @@ use ndarray::{Array2, ArrayView1};
 use steer_runtime::BatchScores;
 
 use crate::args::{Out, OutFloats, array2, array3, elements, floats};
-use crate::boundary::call;
+use crate::boundary::{Failure, call};
 use crate::model::{model, steer_model};
 use crate::profile::{profile, profile_batch, raw_profiles, steer_profile};
 use crate::status::steer_status;
@@ -38,13 +38,9 @@ pub unsafe extern "C" fn steer_model_score(
         let model = unsafe { self::model(model) }?;
         let profile = unsafe { self::profile(profile) }?;
         let options = unsafe { array2(options, [n, d], "options") }?;
-        let rewards = unsafe { OutFloats::new(out_rewards, n.max(1), "out_rewards") }?;
-        let stds = unsafe { OutFloats::optional(out_stds, n, "out_stds") }?;
+        let out = unsafe { ScoreOut::new(out_rewards, out_stds, n) }?;
         let scores = model.score(profile, options)?;
-        rewards.write(&scores.reward);
-        if let Some(stds) = stds {
-            stds.write(&scores.std.unwrap_or_else(|| vec![0.0; scores.reward.len()]));
-        }
+        out.write(&scores.reward, scores.std.as_deref());
         Ok(())
     })
 }
@@ -115,9 +111,8 @@ pub unsafe extern "C" fn steer_model_score_batch(
         let model = unsafe { self::model(model) }?;
         let z = unsafe { array2(z, [batch, latent_dim], "z") }?;
         let options = unsafe { array3(options, [batch, n, d], "options") }?;
-        let rewards = unsafe { OutFloats::new(out_rewards, len.max(1), "out_rewards") }?;
-        let stds = unsafe { OutFloats::optional(out_stds, len, "out_stds") }?;
-        write_scores(model.score_batch(&raw_profiles(model, z)?, options)?, rewards, stds, len);
+        let out = unsafe { ScoreOut::new(out_rewards, out_stds, len) }?;
+        out.write_batch(&model.score_batch(&raw_profiles(model, z)?, options)?);
         Ok(())
     })
 }
@@ -196,9 +191,8 @@ pub unsafe extern "C" fn steer_model_score_profile_batch(
         let model = unsafe { self::model(model) }?;
         let profiles = unsafe { profile_batch(profiles, batch) }?;
         let options = unsafe { array3(options, [batch, n, d], "options") }?;
-        let rewards = unsafe { OutFloats::new(out_rewards, len.max(1), "out_rewards") }?;
-        let stds = unsafe { OutFloats::optional(out_stds, len, "out_stds") }?;
-        write_scores(model.score_batch(&profiles, options)?, rewards, stds, len);
+        let out = unsafe { ScoreOut::new(out_rewards, out_stds, len) }?;
+        out.write_batch(&model.score_batch(&profiles, options)?);
         Ok(())
     })
 }
@@ -238,11 +232,36 @@ pub unsafe extern "C" fn steer_model_preference_profile_batch(
     })
 }
 
-/// Writes a batch's `[batch, n]` rewards, and its stds (zeros for point models) when the caller wants them.
-pub(crate) fn write_scores(scores: BatchScores, rewards: OutFloats, stds: Option<OutFloats>, len: usize) {
-    rewards.write(&row_major(&scores.reward));
-    if let Some(stds) = stds {
-        stds.write(&scores.std.as_ref().map_or_else(|| vec![0.0; len], row_major));
+/// The two outputs of a scoring call, checked when the call starts and written only when it succeeds: `len`
+/// rewards, and optionally `len` standard deviations (0 for point models).
+pub(crate) struct ScoreOut {
+    rewards: OutFloats,
+    stds: Option<OutFloats>,
+}
+
+impl ScoreOut {
+    /// Checks `out_rewards` (required) and `out_stds` (NULL when not wanted), `len` floats each.
+    ///
+    /// # Safety
+    /// Each pointer is NULL or valid for writing `len` floats until the call returns.
+    pub(crate) unsafe fn new(out_rewards: *mut f32, out_stds: *mut f32, len: usize) -> Result<ScoreOut, Failure> {
+        // SAFETY: forwarded contract, for each buffer.
+        let rewards = unsafe { OutFloats::new(out_rewards, len.max(1), "out_rewards") }?;
+        let stds = unsafe { OutFloats::optional(out_stds, len, "out_stds") }?;
+        Ok(ScoreOut { rewards, stds })
+    }
+
+    /// Writes the rewards, and the stds (zeros when the model has none) if the caller wants them.
+    pub(crate) fn write(self, reward: &[f32], std: Option<&[f32]>) {
+        self.rewards.write(reward);
+        if let Some(stds) = self.stds {
+            stds.write(&std.map_or_else(|| vec![0.0; reward.len()], <[f32]>::to_vec));
+        }
+    }
+
+    /// Writes a batch's `[batch, n]` rewards and stds row by row.
+    pub(crate) fn write_batch(self, scores: &BatchScores) {
+        self.write(&row_major(&scores.reward), scores.std.as_ref().map(row_major).as_deref());
     }
 }
 

@@ -11,7 +11,7 @@ use crate::boundary::{Failure, call};
 use crate::infer::write_z;
 use crate::model::{model, steer_model};
 use crate::profile::{handles, into_handle, profile, profile_batch, raw_profiles, steer_profile};
-use crate::score::write_scores;
+use crate::score::ScoreOut;
 use crate::status::steer_status;
 
 /// Pairs `prompts[i]`, `chosen[i]`, `rejected[i]`.
@@ -220,13 +220,9 @@ pub unsafe extern "C" fn steer_model_score_text(
         let profile = unsafe { self::profile(profile) }?;
         let prompt = unsafe { utf8(prompt, "prompt", "the prompt the responses answer (may be empty)") }?;
         let responses = unsafe { utf8_array(responses, n, "responses", "a response") }?;
-        let rewards = unsafe { OutFloats::new(out_rewards, n.max(1), "out_rewards") }?;
-        let stds = unsafe { OutFloats::optional(out_stds, n, "out_stds") }?;
+        let out = unsafe { ScoreOut::new(out_rewards, out_stds, n) }?;
         let scores = model.score_text(profile, prompt, &responses)?;
-        rewards.write(&scores.reward);
-        if let Some(stds) = stds {
-            stds.write(&scores.std.unwrap_or_else(|| vec![0.0; scores.reward.len()]));
-        }
+        out.write(&scores.reward, scores.std.as_deref());
         Ok(())
     })
 }
@@ -270,10 +266,8 @@ pub unsafe extern "C" fn steer_model_score_text_batch(
         let z = unsafe { array2(z, [batch, latent_dim], "z") }?;
         let prompts = unsafe { utf8_array(prompts, batch, "prompts", "the prompt of each row") }?;
         let responses = unsafe { utf8_array(responses, len, "responses", "a response") }?;
-        let rewards = unsafe { OutFloats::new(out_rewards, len.max(1), "out_rewards") }?;
-        let stds = unsafe { OutFloats::optional(out_stds, len, "out_stds") }?;
-        let scores = model.score_text_batch(&raw_profiles(model, z)?, &prompts, &responses, n)?;
-        write_scores(scores, rewards, stds, len);
+        let out = unsafe { ScoreOut::new(out_rewards, out_stds, len) }?;
+        out.write_batch(&model.score_text_batch(&raw_profiles(model, z)?, &prompts, &responses, n)?);
         Ok(())
     })
 }
@@ -307,9 +301,8 @@ pub unsafe extern "C" fn steer_model_score_text_profile_batch(
         let profiles = unsafe { profile_batch(profiles, batch) }?;
         let prompts = unsafe { utf8_array(prompts, batch, "prompts", "the prompt of each row") }?;
         let responses = unsafe { utf8_array(responses, len, "responses", "a response") }?;
-        let rewards = unsafe { OutFloats::new(out_rewards, len.max(1), "out_rewards") }?;
-        let stds = unsafe { OutFloats::optional(out_stds, len, "out_stds") }?;
-        write_scores(model.score_text_batch(&profiles, &prompts, &responses, n)?, rewards, stds, len);
+        let out = unsafe { ScoreOut::new(out_rewards, out_stds, len) }?;
+        out.write_batch(&model.score_text_batch(&profiles, &prompts, &responses, n)?);
         Ok(())
     })
 }

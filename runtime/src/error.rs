@@ -388,6 +388,15 @@ impl Error {
     }
 }
 
+/// The first characters of a text, for error messages.
+pub(crate) fn preview(text: &str) -> String {
+    const MAX: usize = 40;
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
 /// Formats the searched locations one per line for [`Error::OrtNotFound`].
 fn list_searched(searched: &[SearchedLocation]) -> String {
     searched.iter().map(|location| format!("  - {location}")).collect::<Vec<_>>().join("\n")
@@ -503,5 +512,12 @@ mod tests {
              fetch it with `scripts/fetch-onnxruntime.sh` (or `make ort`), \
              or set ORT_DYLIB_PATH to a libonnxruntime.so of version 1.31 or newer"
         );
+    }
+
+    #[test]
+    fn previews_are_cut_on_a_character_boundary() {
+        assert_eq!(preview("short"), "short");
+        let long = "é".repeat(50);
+        assert_eq!(preview(&long), format!("{}…", "é".repeat(40)));
     }
 }

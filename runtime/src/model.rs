@@ -74,9 +74,7 @@ impl Model {
             None => None,
         };
         let policy = match &manifest.policy {
-            Some(spec) => Some(load_policy(dir, spec, dims.latent_dim, |graph| {
-                load_pool(&env, dir, &spec.graph, graph, &plan, options)
-            })?),
+            Some(spec) => Some(load_policy(&env, dir, spec, dims.latent_dim, &plan, options)?),
             None => None,
         };
         Ok(Model { manifest, encoder, reward, text, policy, providers: plan.active, fallbacks: plan.fallbacks })

@@ -19,12 +19,15 @@
 
 use std::path::Path;
 
+use ort::environment::Environment;
 use tokenizers::Tokenizer;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, preview};
 use crate::graph::GraphSpec;
+use crate::options::LoadOptions;
 use crate::policy_spec::PolicySpec;
-use crate::pool::SessionPool;
+use crate::pool::{SessionPool, load_pool};
+use crate::providers::ProviderPlan;
 
 /// A loaded policy: the session pool of `policy.onnx`, its tokenizer and its spec.
 #[derive(Debug)]
@@ -126,13 +129,14 @@ impl Policy {
 }
 
 /// Loads the policy named by `spec` from `dir`: its tokenizer (checked against the spec) and a session pool of its
-/// graph made by `load_pool` (the model's loader, given the signature the graph must have: the spec's, with
-/// `latent_dim`).
+/// graph, whose signature must be the spec's with `latent_dim`.
 pub(crate) fn load_policy(
+    env: &Environment,
     dir: &Path,
     spec: &PolicySpec,
     latent_dim: usize,
-    load_pool: impl FnOnce(&GraphSpec) -> Result<SessionPool>,
+    plan: &ProviderPlan,
+    options: &LoadOptions,
 ) -> Result<Policy> {
     let bad = |field: &str, expected: String, found: String| Error::InvalidManifest {
         field: field.to_string(),
@@ -161,15 +165,6 @@ pub(crate) fn load_policy(
     }
     let chat = ChatEncoder::new(tokenizer, &spec.chat_template)?;
 
-    let pool = load_pool(&GraphSpec::policy(spec, latent_dim))?;
+    let pool = load_pool(env, dir, &spec.graph, &GraphSpec::policy(spec, latent_dim), plan, options)?;
     Ok(Policy { pool, spec: spec.clone(), latent_dim, chat })
-}
-
-/// The first characters of a text, for error messages.
-fn preview(text: &str) -> String {
-    const MAX: usize = 40;
-    match text.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_string(),
-    }
 }

@@ -68,24 +68,12 @@ pub(crate) fn load_pool(
     plan: &ProviderPlan,
     options: &LoadOptions,
 ) -> Result<SessionPool> {
-    load_pool_with(env, dir, file, plan, options, |session| spec.check(file, session))
-}
-
-/// [`load_pool`] with the signature check given as a function of the first session.
-pub(crate) fn load_pool_with(
-    env: &Environment,
-    dir: &Path,
-    file: &str,
-    plan: &ProviderPlan,
-    options: &LoadOptions,
-    check: impl Fn(&Session) -> Result<()>,
-) -> Result<SessionPool> {
     let path = dir.join(file);
     let mut sessions = Vec::with_capacity(options.session_pool_size);
     for _ in 0..options.session_pool_size {
         let session = create_session(env, &path, file, plan, options.intra_op_threads)?;
         if sessions.is_empty() {
-            check(&session)?;
+            spec.check(file, &session)?;
         }
         sessions.push(session);
     }

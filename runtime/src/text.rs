@@ -28,7 +28,7 @@ use ort::value::TensorRef;
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, preview};
 use crate::manifest::io;
 use crate::pool::SessionPool;
 use crate::producer::TokenBatch;
@@ -303,15 +303,6 @@ pub(crate) fn load_embedder(
     Ok(Embedder::new(encoder, pool, embedding_dim))
 }
 
-/// The first characters of a text, for error messages.
-fn preview(text: &str) -> String {
-    const MAX: usize = 40;
-    match text.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use tokenizers::models::wordlevel::WordLevel;
@@ -473,12 +464,5 @@ mod tests {
         tokenizer().save(&path, false).unwrap();
         let encoder = TextEncoder::from_file(&path, &spec(16)).unwrap();
         assert_eq!(encoder.encode(TextOption::new("the", "cat")).unwrap(), [CLS, 4, 5, SEP]);
-    }
-
-    #[test]
-    fn previews_are_cut_on_a_character_boundary() {
-        assert_eq!(preview("short"), "short");
-        let long = "é".repeat(50);
-        assert_eq!(preview(&long), format!("{}…", "é".repeat(40)));
     }
 }
