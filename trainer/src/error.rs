@@ -110,6 +110,20 @@ pub enum Error {
         /// The allowed user types.
         allowed: Vec<String>,
     },
+    /// An element of a JSON-array data file (DSP) lacks a field or holds the wrong value.
+    #[error("{path}: element [{index}]: `{field}`: expected {expected}, got {got}")]
+    InvalidElement {
+        /// The file.
+        path: PathBuf,
+        /// 0-based index of the element in the file's array.
+        index: usize,
+        /// The field, as a path (`responses.business`).
+        field: String,
+        /// What the format needs.
+        expected: String,
+        /// What the element holds.
+        got: String,
+    },
     /// A data file holds no record.
     #[error("{path} holds no records ({skipped_malformed} malformed lines skipped)")]
     EmptyData {
@@ -212,6 +226,7 @@ impl Error {
             Error::LabelOutOfRange { .. } => 1013,
             Error::UnknownUserType { .. } => 1014,
             Error::EmptyData { .. } => 1015,
+            Error::InvalidElement { .. } => 1016,
             Error::ModelFile { .. } => 1020,
             Error::Tokenizer { .. } => 1021,
             Error::InvalidInput { .. } => 1022,

@@ -13,7 +13,7 @@ use ndarray::{Array2, Array3};
 use serde::{Deserialize, Serialize};
 use steer_runtime::{LoadOptions, Model, ModelKind, Profile, TextOption};
 
-use crate::data::{LoadOptions as DataOptions, PreferenceDataset, builtin, hh_relabeled, jsonl, ultrafeedback};
+use crate::data::{LoadOptions as DataOptions, PreferenceDataset, builtin, dsp, hh_relabeled, jsonl, ultrafeedback};
 use crate::error::{Error, Result};
 use crate::eval::{ALL, ByTypeAndK, EvalConfig, ModelEval, evaluate, evaluate_oracle_posterior};
 use crate::export::write_bundle_with_text;
@@ -41,6 +41,8 @@ pub const BUILTIN_PAIRS: [usize; 3] = [3_000, 400, 400];
 pub enum DataFormat {
     /// The project's own generated task (no file).
     Builtin,
+    /// DSP's JSON array of queries answered once per domain (`../shared/data/dsp`); user type = domain.
+    Dsp,
     /// `../shared/data/hh_relabeled` (user type = `objective`).
     HhRelabeled,
     /// Generic `{"user", "prompt", "chosen", "rejected"}` lines.
@@ -56,6 +58,7 @@ impl DataFormat {
     pub fn as_str(self) -> &'static str {
         match self {
             DataFormat::Builtin => "builtin",
+            DataFormat::Dsp => "dsp",
             DataFormat::HhRelabeled => "hh-relabeled",
             DataFormat::Jsonl => "jsonl",
             DataFormat::UltrafeedbackHh => "ultrafeedback-hh",
@@ -95,6 +98,7 @@ impl DataFormat {
                     if user_types.is_none() { options.allowed_user_types(hh_relabeled::USER_TYPES) } else { options };
                 hh_relabeled::load(need_path()?, &options)?
             }
+            DataFormat::Dsp => dsp::load(need_path()?, &options)?,
             DataFormat::Jsonl => jsonl::load(need_path()?, &options)?,
             DataFormat::UltrafeedbackHh | DataFormat::UltrafeedbackHht => {
                 let split = if self == DataFormat::UltrafeedbackHh {

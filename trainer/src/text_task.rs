@@ -181,7 +181,9 @@ fn build_split(pairs: EmbeddedPairs<'_>, user_types: &[String], name: &str, rng:
         .iter()
         .map(|row| {
             let known: Vec<bool> = row.iter().flatten().copied().collect();
-            (known.len() == row.len() && row.len() > 1).then(|| known.iter().any(|&l| l != known[0]))
+            let differ = known.iter().any(|&l| l != known[0]);
+            let all_judged = known.len() == row.len() && row.len() > 1;
+            (all_judged || data.conflicts_listed).then_some(differ)
         })
         .collect();
     Ok(out)

@@ -3,9 +3,11 @@
 //! - [`hh_relabeled`]: the HH-RLHF derivative labelled by two hidden user types (`helpful`, `harmless`).
 //! - [`ultrafeedback`]: UltraFeedback's public format, converted into the paper's HH / HHT splits, their
 //!   conflict-rate variants, and Dirichlet-mixture users.
+//! - [`dsp`]: the Domain-Specific Preference data (a JSON array of queries, each answered once per domain); a domain's
+//!   user prefers their domain's answer to every other.
 //! - [`jsonl`]: generic per-user JSONL, `{"user", "prompt", "chosen", "rejected"}`.
 //!
-//! Every loader reads one JSONL file and decompresses it transparently when its name ends in `.gz`. Bad
+//! Every JSONL loader reads one file and decompresses it transparently when its name ends in `.gz`. Bad
 //! input is an [`Error`] naming the file, the 1-based line and the field; nothing is dropped silently.
 //! The one exception is asked for: with [`LoadOptions::skip_malformed`], lines that are not a JSON
 //! object are skipped, and their line numbers are kept in [`PreferenceDataset::skipped_lines`]. Blank
@@ -23,6 +25,7 @@
 //! ```
 
 pub mod builtin;
+pub mod dsp;
 pub mod hh_relabeled;
 pub mod jsonl;
 pub mod ultrafeedback;
@@ -62,6 +65,11 @@ pub struct PreferenceDataset {
     pub user_latents: BTreeMap<String, Vec<f64>>,
     /// 1-based numbers of the malformed lines skipped because [`LoadOptions::skip_malformed`] was set.
     pub skipped_lines: Vec<usize>,
+    /// Whether the data lists every disagreement: each pair on which user types differ is judged by each of them.
+    /// Then a pair that no two types judged differently is uncontested, and the contested pairs are known exactly
+    /// (DSP: the pairs between two domain answers). Otherwise a pair judged by only some types may be contested.
+    #[serde(default)]
+    pub conflicts_listed: bool,
 }
 
 impl PreferenceDataset {
@@ -69,7 +77,13 @@ impl PreferenceDataset {
     pub fn new(pairs: Vec<PreferencePair>) -> PreferenceDataset {
         let user_types: BTreeSet<&str> = pairs.iter().map(|p| p.user_type.as_str()).collect();
         let user_types = user_types.into_iter().map(str::to_owned).collect();
-        PreferenceDataset { pairs, user_types, user_latents: BTreeMap::new(), skipped_lines: Vec::new() }
+        PreferenceDataset {
+            pairs,
+            user_types,
+            user_latents: BTreeMap::new(),
+            skipped_lines: Vec::new(),
+            conflicts_listed: false,
+        }
     }
 
     /// Number of pairs.

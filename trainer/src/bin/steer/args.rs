@@ -74,6 +74,8 @@ pub(crate) enum TaskName {
 pub(crate) enum FormatName {
     /// The built-in text task: casual and formal users (generated, no file).
     Builtin,
+    /// DSP: a JSON array of queries answered for each domain (`../shared/data/dsp`), user type = domain.
+    Dsp,
     /// HH-relabeled JSONL (`../shared/data/hh_relabeled`), user type = `objective`.
     HhRelabeled,
     /// Generic JSONL: {"user", "prompt", "chosen", "rejected"} per line.
@@ -88,6 +90,7 @@ impl FormatName {
     pub(crate) fn format(self) -> DataFormat {
         match self {
             FormatName::Builtin => DataFormat::Builtin,
+            FormatName::Dsp => DataFormat::Dsp,
             FormatName::HhRelabeled => DataFormat::HhRelabeled,
             FormatName::Jsonl => DataFormat::Jsonl,
             FormatName::UltrafeedbackHh => DataFormat::UltrafeedbackHh,
