@@ -87,14 +87,37 @@ pub struct Agreement {
     /// The 95 % Wilson score interval of `percent`, in percent; unlike `percent ± 1.96 stderr`, it stays inside
     /// [0, 100] and is not empty for small groups.
     pub interval95: [f64; 2],
+    /// Chance agreement, in percent: what `percent` would be if `label` were drawn independently of
+    /// `original_label`, each with its own frequency of 0 and 1 in the group.
+    pub chance: f64,
+}
+
+/// The counts behind an [`Agreement`].
+#[derive(Debug, Clone, Copy, Default)]
+struct Tally {
+    agree: usize,
+    pairs: usize,
+    label_zero: usize,
+    original_zero: usize,
+}
+
+impl Tally {
+    fn add(&mut self, label: i64, original: i64) {
+        self.agree += usize::from(label == original);
+        self.pairs += 1;
+        self.label_zero += usize::from(label == 0);
+        self.original_zero += usize::from(original == 0);
+    }
 }
 
 impl Agreement {
-    /// The figures of `agree` agreeing pairs out of `pairs`, which is at least 1.
-    fn new(agree: usize, pairs: usize) -> Agreement {
+    /// The figures of a tally of at least one pair.
+    fn new(tally: Tally) -> Agreement {
         const Z: f64 = 1.959_963_984_540_054;
+        let Tally { agree, pairs, label_zero, original_zero } = tally;
         let n = pairs.max(1) as f64;
         let p = agree as f64 / n;
+        let (label_zero, original_zero) = (label_zero as f64 / n, original_zero as f64 / n);
         let variance = p * (1.0 - p) / n;
         let scale = 1.0 + Z * Z / n;
         let centre = (p + Z * Z / (2.0 * n)) / scale;
@@ -105,6 +128,7 @@ impl Agreement {
             percent: 100.0 * p,
             stderr: 100.0 * variance.sqrt(),
             interval95: [100.0 * (centre - half).max(0.0), 100.0 * (centre + half).min(1.0)],
+            chance: 100.0 * (label_zero * original_zero + (1.0 - label_zero) * (1.0 - original_zero)),
         }
     }
 }
@@ -133,11 +157,10 @@ pub struct LabelAgreement {
 /// [`Error::InvalidField`] for one of the wrong type or an `original_label` other than 0 or 1.
 pub fn label_agreement(path: impl AsRef<Path>, options: &LoadOptions) -> Result<LabelAgreement> {
     let mut lines = JsonLines::open(path.as_ref(), options.skip_malformed)?;
-    // (agree, pairs) per group.
-    let mut overall = (0, 0);
-    let mut by_subset: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-    let mut by_objective: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-    let mut by_both: BTreeMap<String, BTreeMap<String, (usize, usize)>> = BTreeMap::new();
+    let mut overall = Tally::default();
+    let mut by_subset: BTreeMap<String, Tally> = BTreeMap::new();
+    let mut by_objective: BTreeMap<String, Tally> = BTreeMap::new();
+    let mut by_both: BTreeMap<String, BTreeMap<String, Tally>> = BTreeMap::new();
     while let Some(record) = lines.next_record()? {
         let (label, pair) = read(&record, options)?;
         let original = record.field("original_label")?;
@@ -146,24 +169,22 @@ pub fn label_agreement(path: impl AsRef<Path>, options: &LoadOptions) -> Result<
             _ => return Err(record.invalid("original_label", "an integer, 0 or 1", original)),
         };
         let subset = record.string("data_subset")?;
-        let agrees = usize::from(label == original);
         let groups = [
             &mut overall,
             by_subset.entry(subset.clone()).or_default(),
             by_objective.entry(pair.user_type.clone()).or_default(),
             by_both.entry(subset).or_default().entry(pair.user_type).or_default(),
         ];
-        for (agree, pairs) in groups {
-            *agree += agrees;
-            *pairs += 1;
+        for tally in groups {
+            tally.add(label, original);
         }
     }
     let skipped_lines = lines.finish()?;
-    let figures = |groups: BTreeMap<String, (usize, usize)>| {
-        groups.into_iter().map(|(name, (agree, pairs))| (name, Agreement::new(agree, pairs))).collect()
+    let figures = |groups: BTreeMap<String, Tally>| {
+        groups.into_iter().map(|(name, tally)| (name, Agreement::new(tally))).collect()
     };
     Ok(LabelAgreement {
-        overall: Agreement::new(overall.0, overall.1),
+        overall: Agreement::new(overall),
         by_subset: figures(by_subset),
         by_objective: figures(by_objective),
         by_subset_and_objective: by_both.into_iter().map(|(subset, groups)| (subset, figures(groups))).collect(),
@@ -310,6 +331,8 @@ mod tests {
         let agreement = label_agreement(&path, &LoadOptions::default().skip_malformed(true)).unwrap();
         assert_eq!((agreement.overall.agree, agreement.overall.pairs), (3, 5));
         assert_eq!(agreement.overall.percent, 60.0);
+        // Labels 0, 1, 1, 0, 1 against originals 0, 0, 1, 0, 0: chance is 0.4 × 0.8 + 0.6 × 0.2.
+        assert!((agreement.overall.chance - 44.0).abs() < 1e-9, "{}", agreement.overall.chance);
         assert_eq!(counts(&agreement.by_subset), BTreeMap::from([("harmless", (2, 3)), ("helpful", (1, 2))]));
         assert_eq!(counts(&agreement.by_objective), BTreeMap::from([("harmless", (1, 3)), ("helpful", (2, 2))]));
         let both = &agreement.by_subset_and_objective;
@@ -323,13 +346,15 @@ mod tests {
     #[test]
     fn agreement_has_its_binomial_stderr_and_wilson_interval() {
         let close = |got: f64, want: f64| assert!((got - want).abs() < 1e-9, "{got} vs {want}");
-        let a = Agreement::new(1578, 2688);
+        let tally = |agree, pairs| Tally { agree, pairs, label_zero: pairs, original_zero: pairs / 2 };
+        let a = Agreement::new(tally(1578, 2688));
+        close(a.chance, 50.0);
         close(a.percent, 58.705_357_142_857_14);
         close(a.stderr, 0.949_666_443_050_553_3);
         close(a.interval95[0], 56.832_909_024_082_8);
         close(a.interval95[1], 60.552_958_871_905_1);
         // At the edges the interval stays inside [0, 100] and is not empty.
-        let (none, all) = (Agreement::new(0, 1), Agreement::new(1, 1));
+        let (none, all) = (Agreement::new(tally(0, 1)), Agreement::new(tally(1, 1)));
         assert_eq!((none.percent, none.stderr, none.interval95[0]), (0.0, 0.0, 0.0));
         close(none.interval95[1], 79.345_068_562_276_25);
         close(all.interval95[0], 20.654_931_437_723_75);
@@ -428,6 +453,8 @@ mod tests {
             ];
             assert_eq!(got, row, "{file}");
             assert_eq!((a.by_subset.len(), a.by_objective.len()), (2, 2), "{file}");
+            // The original labels are balanced, so chance agreement is 50 %.
+            assert!((a.overall.chance - 50.0).abs() < 0.2, "{file}: {}", a.overall.chance);
         }
     }
 
