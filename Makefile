@@ -32,6 +32,12 @@ hh: $(ORT_LIB) models build
 	./target/release/steer train --format hh-relabeled --embedder minilm --data $(HH_DATA)/train.jsonl.gz --dev $(HH_DATA)/dev.jsonl.gz --out out/hh-minilm
 	./target/release/steer train --format hh-relabeled --embedder smollm2 --data $(HH_DATA)/train.jsonl.gz --dev $(HH_DATA)/dev.jsonl.gz --out out/hh-smollm2
 
+## hh-agreement: how often HH-relabeled's labels agree with HH-RLHF's original human labels (train and dev files)
+.PHONY: hh-agreement
+hh-agreement: build
+	./target/release/steer data-stats --format hh-relabeled --data $(HH_DATA)/train.jsonl.gz
+	./target/release/steer data-stats --format hh-relabeled --data $(HH_DATA)/dev.jsonl.gz
+
 ## policy: NP-DPO on SmolLM2-135M-Instruct: the built-in steering task (concise vs detailed users over answers the
 ## model writes itself), NP-BTL for z, FiLM + LoRA trained by DPO, export to out/policy/bundle, evaluation
 policy: $(ORT_LIB) models build

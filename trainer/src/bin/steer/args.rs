@@ -417,6 +417,22 @@ pub(crate) enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Count a data file: pairs per user type and distinct prompts; for hh-relabeled, also how often its labels
+    /// agree with HH-RLHF's original human labels (overall, per subset, per user type).
+    DataStats {
+        /// The data format.
+        #[arg(long, value_enum)]
+        format: FormatName,
+        /// The file (not needed for --format builtin, which counts its generated training split).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Skip data lines that are not JSON objects (their line numbers are printed) instead of failing.
+        #[arg(long)]
+        skip_malformed: bool,
+        /// Print the figures as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Gaussian-ρ identifiability: train NP-BTL for each ρ and compare its error in identifying the
     /// user type from one context pair with the Bayes error 1/4 + arcsin(ρ)/(2π).
     Identifiability {

@@ -1,9 +1,12 @@
 //! What each command does: the library call behind it, its error context, and its output.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Context;
+use serde::Serialize;
 use steer_runtime::LoadOptions;
+use steer_trainer::data::hh_relabeled::{self, LabelAgreement};
 use steer_trainer::eval::EvalConfig;
 use steer_trainer::experiments::bench_policy::bench_policy;
 use steer_trainer::experiments::identifiability::{measure_rho, summary};
@@ -12,9 +15,12 @@ use steer_trainer::policy::run::{evaluate, load_run, train_policy};
 use steer_trainer::run::{ALL_KINDS, RunRecord, evaluate_run, train_export_evaluate};
 use steer_trainer::text::EmbedderChoice;
 use steer_trainer::text_run::{DataFormat, TextRunRecord, eval_text, train_text};
+use steer_trainer::train::TrainConfig;
 
 use crate::args::{Cli, Command, EmbedderName, FormatName, SamplingArgs, train_config};
-use crate::print::{print_identifiability_header, print_identifiability_row, print_outputs, print_policy_report};
+use crate::print::{
+    print_data_stats, print_identifiability_header, print_identifiability_row, print_outputs, print_policy_report,
+};
 
 /// Runs the command `cli` names.
 pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
@@ -75,6 +81,15 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
             std::fs::create_dir_all(&out)?;
             std::fs::write(out.join("report.json"), serde_json::to_string_pretty(&report)?)?;
             print_policy_report(&report, &out);
+        }
+        Command::DataStats { format, data, skip_malformed, json } => {
+            let stats =
+                data_stats(format.format(), data.as_deref(), skip_malformed).context("steer data-stats failed")?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&stats)?);
+            } else {
+                print_data_stats(&stats);
+            }
         }
         Command::Identifiability { rhos, steps, max_context, eval_tasks, out } => {
             identifiability(&rhos, steps, max_context, eval_tasks, &load, &out)?;
@@ -165,4 +180,53 @@ fn identifiability(
     std::fs::write(out.join("report.json"), serde_json::to_string_pretty(&summary)?)?;
     println!("report: {}", out.join("report.json").display());
     Ok(())
+}
+
+/// What `steer data-stats` reports of a data file.
+#[derive(Serialize)]
+pub(crate) struct DataStats {
+    /// The format's name.
+    pub(crate) format: &'static str,
+    /// The file, or what the built-in task generated.
+    pub(crate) data: String,
+    /// Pairs in all.
+    pub(crate) pairs: usize,
+    /// Distinct prompts.
+    pub(crate) distinct_prompts: usize,
+    /// Pairs per user type.
+    pub(crate) pairs_per_user_type: BTreeMap<String, usize>,
+    /// Lines skipped as malformed (with --skip-malformed).
+    pub(crate) skipped_lines: Vec<usize>,
+    /// For hh-relabeled: how often `label` agrees with HH-RLHF's `original_label`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) label_agreement: Option<LabelAgreement>,
+}
+
+/// Loads `data` in `format` as training does and counts it; the built-in task counts its training split, generated
+/// with the default seed.
+fn data_stats(format: DataFormat, data: Option<&Path>, skip_malformed: bool) -> anyhow::Result<DataStats> {
+    let seed = TrainConfig::builtin_text_default().seed;
+    let dataset = format.load(data, 0, seed, None, skip_malformed)?;
+    let label_agreement = match (format, data) {
+        (DataFormat::HhRelabeled, Some(path)) => {
+            let options = steer_trainer::data::LoadOptions::default()
+                .skip_malformed(skip_malformed)
+                .allowed_user_types(hh_relabeled::USER_TYPES);
+            Some(hh_relabeled::label_agreement(path, &options)?)
+        }
+        _ => None,
+    };
+    Ok(DataStats {
+        format: format.as_str(),
+        data: match (format, data) {
+            (DataFormat::Builtin, _) => format!("generated training split, seed {seed}"),
+            (_, Some(path)) => path.display().to_string(),
+            (_, None) => String::new(),
+        },
+        pairs: dataset.len(),
+        distinct_prompts: dataset.distinct_prompts(),
+        pairs_per_user_type: dataset.counts_by_user_type().into_iter().map(|(t, n)| (t.to_owned(), n)).collect(),
+        skipped_lines: dataset.skipped_lines,
+        label_agreement,
+    })
 }

@@ -1,11 +1,15 @@
-//! What the commands print: the reports of `train`, `eval`, `train-policy`, `eval-policy` and `identifiability`.
+//! What the commands print: the reports of `train`, `eval`, `train-policy`, `eval-policy`, `identifiability` and
+//! `data-stats`.
 
 use std::path::Path;
 
+use steer_trainer::data::hh_relabeled::Agreement;
 use steer_trainer::eval::ZUsage;
 use steer_trainer::experiments::identifiability::RhoRow;
 use steer_trainer::policy::run::PolicyReport;
 use steer_trainer::report::Report;
+
+use crate::commands::DataStats;
 
 pub(crate) fn print_outputs(report: &Report, out: &Path) {
     println!("\n{}", report.table());
@@ -137,4 +141,32 @@ pub(crate) fn print_identifiability_row(row: &RhoRow) {
         error - bayes,
         format!("{conflict:.1} ± {conflict_se:.1}")
     );
+}
+
+/// `steer data-stats`: the counts, then for hh-relabeled the label-agreement table.
+pub(crate) fn print_data_stats(stats: &DataStats) {
+    println!("{}: {}", stats.format, stats.data);
+    println!("{} pairs, {} distinct prompts", stats.pairs, stats.distinct_prompts);
+    let per_type: Vec<String> = stats.pairs_per_user_type.iter().map(|(t, n)| format!("{t} {n}")).collect();
+    println!("pairs per user type: {}", per_type.join(", "));
+    let Some(agreement) = &stats.label_agreement else { return };
+    println!("label agrees with HH-RLHF's original (human) label, % [95% interval] ± s.e. (agree / pairs; chance %):");
+    let row = |group: &str, a: &Agreement| {
+        println!(
+            "  {group:<38} {:5.1} [{:4.1}, {:4.1}] ± {:3.1}  ({} / {}; chance {:.1})",
+            a.percent, a.interval95[0], a.interval95[1], a.stderr, a.agree, a.pairs, a.chance
+        );
+    };
+    row("all", &agreement.overall);
+    for (subset, a) in &agreement.by_subset {
+        row(&format!("subset {subset}"), a);
+    }
+    for (objective, a) in &agreement.by_objective {
+        row(&format!("objective (user type) {objective}"), a);
+    }
+    for (subset, by_objective) in &agreement.by_subset_and_objective {
+        for (objective, a) in by_objective {
+            row(&format!("subset {subset}, objective {objective}"), a);
+        }
+    }
 }
